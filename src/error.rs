@@ -1,0 +1,88 @@
+//! The daemon's error type and the one place that maps errors to exit codes.
+//!
+//! Every variant carries the path it is about and the underlying cause, so the
+//! message printed at the top names the file and the reason. Exit codes follow
+//! sysexits(3) so that systemd's `RestartPreventExitStatus=78` stops restart
+//! loops on a bad config.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can stop the daemon from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line could not be understood.
+    #[error("{0}\nTry 'fifo-broker --help' for more information.")]
+    Usage(String),
+
+    /// The config file is invalid; the message is `FILE:LINE:COL: message`.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+
+    /// A FIFO, the FIFO directory, a sink file or its directory cannot be
+    /// created or used safely.
+    #[error("{}: {reason}", path.display())]
+    Unsafe {
+        /// The path that was refused.
+        path: PathBuf,
+        /// Why, in words an administrator can act on.
+        reason: String,
+    },
+
+    /// A system call on a path failed.
+    #[error("{}: {source}", path.display())]
+    Path {
+        /// The path the call was about.
+        path: PathBuf,
+        /// What the kernel said.
+        source: io::Error,
+    },
+
+    /// Another instance holds the lock on the FIFO directory.
+    #[error("{}: another fifo-broker instance already owns this directory", dir.display())]
+    Locked {
+        /// The FIFO directory.
+        dir: PathBuf,
+    },
+
+    /// Anything else (the event loop itself failing, for instance).
+    #[error("{context}: {source}")]
+    Io {
+        /// What the daemon was doing.
+        context: &'static str,
+        /// What the kernel said.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The process exit status for this error (sysexits).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => 64,
+            Error::Config(_) => 78,
+            Error::Unsafe { .. } | Error::Path { .. } => 73,
+            Error::Locked { .. } => 75,
+            Error::Io { .. } => 1,
+        }
+    }
+
+    /// Shorthand for an [`Error::Unsafe`].
+    pub fn refuse(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
+        Error::Unsafe {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Path`].
+    pub fn path(path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Error {
+        Error::Path {
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// The daemon's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

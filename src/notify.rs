@@ -1,0 +1,16 @@
+//! sd_notify(3): tells systemd when the daemon is ready and stopping.
+//!
+//! Silent when `$NOTIFY_SOCKET` is unset; a failure to notify is logged once
+//! and never stops the daemon.
+
+use sd_notify::NotifyState;
+
+/// Sends `states` to systemd, if it is listening.
+pub fn send(states: &[NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(err) = sd_notify::notify(states) {
+        log::warn!("cannot notify systemd: {err}");
+    }
+}

@@ -1,0 +1,215 @@
+//! Sink files: append-only logs with size rotation and reopen.
+//!
+//! A sink is opened `O_APPEND|O_NOFOLLOW` (created 0640) and must be a
+//! regular file; it is never a symlink's target or a FIFO that would block
+//! the loop. Rotation renames `path` to `path.1` (shifting older ones up to
+//! `path.keep`) at a line boundary once the next write would pass
+//! `max_bytes`. This module reports errors; the output decides what they
+//! mean (retry with backoff, never fatal once running).
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Permission bits of a sink file the daemon creates.
+const SINK_MODE: u32 = 0o640;
+
+/// One open sink file.
+#[derive(Debug)]
+pub struct SinkFile {
+    /// Where the file lives (rotation works on this path).
+    path: PathBuf,
+    /// The open file, in append mode.
+    file: File,
+    /// Current size, to decide rotation without a stat per write.
+    size: u64,
+    /// Rotate before passing this many bytes; 0 = never.
+    max_bytes: u64,
+    /// Rotated files kept.
+    keep: u32,
+}
+
+impl SinkFile {
+    /// Opens or creates the sink at `path`, creating its directory if needed.
+    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<SinkFile> {
+        if let Some(parent) = path.parent() {
+            if !parent.exists() {
+                crate::fifodir::create_dir(parent)
+                    .map_err(|e| io::Error::other(format!("cannot create its directory: {e}")))?;
+            }
+        }
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        Ok(SinkFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_bytes,
+            keep,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes rotation settings (on reload).
+    pub fn set_rotation(&mut self, max_bytes: u64, keep: u32) {
+        self.max_bytes = max_bytes;
+        self.keep = keep;
+    }
+
+    /// Writes a prefix of `data` (whole lines), rotating first if it would
+    /// pass `max_bytes`. Returns how much was written.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut chunk = data;
+        if self.max_bytes > 0 && self.size + data.len() as u64 > self.max_bytes {
+            let mut fits = self.whole_lines_that_fit(data);
+            if fits == 0 && self.size > 0 {
+                self.rotate()?;
+                fits = self.whole_lines_that_fit(data);
+            }
+            // A single line longer than max_bytes goes alone into a fresh file.
+            let first_line = memchr::memchr(b'\n', data).map_or(data.len(), |i| i + 1);
+            chunk = &data[..if fits > 0 { fits } else { first_line }];
+        }
+        let n = self.file.write(chunk)?;
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    /// Length of the longest prefix of `data` made of whole lines that still
+    /// fits under `max_bytes`.
+    fn whole_lines_that_fit(&self, data: &[u8]) -> usize {
+        let room = self.max_bytes.saturating_sub(self.size) as usize;
+        memchr::memrchr(b'\n', &data[..room.min(data.len())]).map_or(0, |i| i + 1)
+    }
+
+    /// Reopens the file at its path (after logrotate moved it away).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.file = open_append(&self.path)?;
+        self.size = self.file.metadata()?.len();
+        Ok(())
+    }
+
+    /// Flushes the file to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// `path.(keep-1)` → `path.keep`, …, `path` → `path.1`, then a fresh file.
+    fn rotate(&mut self) -> io::Result<()> {
+        let numbered = |n: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        if self.keep == 0 {
+            remove_if_exists(&self.path)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                rename_if_exists(&numbered(n), &numbered(n + 1))?;
+            }
+            rename_if_exists(&self.path, &numbered(1))?;
+        }
+        self.reopen()
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(SINK_MODE)
+        // Never follow a symlink planted at the sink's name, and never block
+        // opening a FIFO planted there.
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(|e| match rustix::io::Errno::from_io_error(&e) {
+            Some(rustix::io::Errno::LOOP) => {
+                io::Error::other("is a symlink; refusing to write through it")
+            }
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::other(
+            "is not a regular file; refusing to write to it",
+        ));
+    }
+    // Regular-file writes do not honour O_NONBLOCK, but clear it anyway so
+    // the flag means nothing surprising later.
+    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::APPEND)?;
+    Ok(file)
+}
+
+fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fb-sink-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write_all(sink: &mut SinkFile, mut data: &[u8]) {
+        while !data.is_empty() {
+            let n = sink.write(data).unwrap();
+            data = &data[n..];
+        }
+    }
+
+    #[test]
+    fn rotates_at_line_boundaries_and_keeps_n_files() {
+        let dir = temp_dir("rotate");
+        let path = dir.join("a.log");
+        let mut sink = SinkFile::open(&path, 10, 2).unwrap();
+        for line in [
+            &b"1234\n"[..],
+            b"5678\n",
+            b"abcd\n",
+            b"efgh\n",
+            b"ijkl\n",
+            b"mnop\n",
+        ] {
+            write_all(&mut sink, line);
+        }
+        let read = |p: &str| std::fs::read(dir.join(p)).unwrap_or_default();
+        assert_eq!(read("a.log"), b"ijkl\nmnop\n");
+        assert_eq!(read("a.log.1"), b"abcd\nefgh\n");
+        assert_eq!(read("a.log.2"), b"1234\n5678\n");
+        assert!(!dir.join("a.log.3").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_symlinks_and_non_files() {
+        let dir = temp_dir("refuse");
+        std::fs::write(dir.join("target"), b"keep").unwrap();
+        std::os::unix::fs::symlink(dir.join("target"), dir.join("link")).unwrap();
+        let err = SinkFile::open(&dir.join("link"), 0, 0).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        let err = SinkFile::open(&dir, 0, 0).unwrap_err();
+        assert!(!err.to_string().is_empty());
+        assert_eq!(std::fs::read(dir.join("target")).unwrap(), b"keep");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
