@@ -3,21 +3,21 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line, parsed into a [`cli::Command`].
-//! - [`config`]: the TOML file, checked into a [`config::Config`] with every
+//! - [`cli`] — the command line, parsed into a [`cli::Command`].
+//! - [`config`] — the TOML file, checked into a [`config::Config`] with every
 //!   error located as `FILE:LINE:COL`.
-//! - [`format`]: output line templates (`{line}`, `{input}`, `{time}`).
-//! - [`fifodir`]: the FIFO directory; every file operation is relative to its
+//! - [`format`] — output line templates (`{line}`, `{input}`, `{time}`).
+//! - [`fifodir`] — the FIFO directory; every file operation is relative to its
 //!   fd and never follows a symlink or touches a non-FIFO.
-//! - [`input`]: input read ends and line framing.
-//! - [`outbox`]: the bounded per-output queue and the `when_full` policy.
-//! - [`output`]: subscribers (lazy attach, detach on `EPOLLERR`) and sinks.
-//! - [`sink`]: sink files, rotation and reopen.
-//! - [`broker`]: the single-threaded `mio` loop, routing, startup and stop.
-//! - [`stats`]: counters and the warning rate limiter.
-//! - [`notify`]: sd_notify.
-//! - [`logging`]: `env_logger` setup, journald priority prefixes.
-//! - [`error`]: the error type and its exit codes.
+//! - [`input`] — input read ends and line framing.
+//! - [`outbox`] — the bounded per-output queue and the `when_full` policy.
+//! - [`output`] — subscribers (lazy attach, detach on `EPOLLERR`) and sinks.
+//! - [`sink`] — sink files, rotation and reopen.
+//! - [`broker`] — the single-threaded `mio` loop, routing, startup and stop.
+//! - [`stats`] — counters and the warning rate limiter.
+//! - [`notify`] — sd_notify.
+//! - [`logging`] — `env_logger` setup, journald priority prefixes.
+//! - [`error`] — the error type and its exit codes.
 //!
 //! # Data path
 //!

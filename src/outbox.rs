@@ -243,7 +243,7 @@ mod tests {
         let mut q = Outbox::new(8, WhenFull::DropOldest);
         q.push(b"abcd\nef\n", false);
         let mut first = true;
-        q.flush(|_| {
+        let _ = q.flush(|_| {
             if first {
                 first = false;
                 Ok(2)
