@@ -58,11 +58,13 @@ impl FifoDir {
             Mode::empty(),
         )
         .map_err(|errno| match errno {
-            Errno::LOOP => Error::refuse(
+            // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP.
+            Errno::LOOP | Errno::NOTDIR if path.is_symlink() => Error::refuse(
                 path,
-                "is a symlink; refusing to use it as the FIFO directory",
+                "is a symlink; refusing to use it as the FIFO directory (name the real \
+                 directory in broker.dir)",
             ),
-            Errno::NOTDIR => Error::refuse(path, "is not a directory"),
+            Errno::NOTDIR => Error::refuse(path, "exists and is not a directory"),
             other => Error::path(path, other),
         })?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| Error::path(path, e))?;
