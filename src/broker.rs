@@ -1,16 +1,20 @@
 //! The event loop: one `mio` poll over every input read end, every attached
 //! subscriber write end and the signal pipe; routing of framed lines to
-//! outputs; startup and stop.
+//! outputs; signals, reload and stop.
 //!
 //! Tokens: input `i` is `Token(2 * i)`, output `o` is `Token(2 * o + 1)`,
 //! signals are [`SIGNALS`]. The loop sleeps in `poll` with no timeout unless
-//! a sink waits to retry, an input has more to read than one turn allows, or
-//! a stop is draining; an idle daemon makes no system calls at all.
+//! a sink waits to retry, an input has more to read than one turn allows, a
+//! stop is draining, systemd wants watchdog pings, or a `STATUS=` refresh is
+//! due after activity; an idle daemon makes no system calls at all.
 //!
 //! Flow control: an input is read only while none of the `block` outputs it
-//! feeds is full ([`Outbox::is_full`]); otherwise it is marked stalled, and
-//! stalled inputs are retried at the end of every turn in which something
-//! drained. Writers then block on the full input pipe: nothing is lost.
+//! feeds is full ([`Outbox::is_full`](crate::outbox::Outbox::is_full));
+//! otherwise it is marked stalled, and stalled inputs are retried at the end
+//! of every turn. Writers then block on the full input pipe: nothing is lost.
+//!
+//! Startup and reload are the same operation ([`apply`]): startup applies the
+//! config to an empty broker.
 //!
 //! This module must never block and never panic on I/O: every fd is
 //! non-blocking, every error is counted and logged (rate-limited).
@@ -22,18 +26,18 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustix::fs::OFlags;
 use rustix::io::Errno;
+use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::config::{Config, OutputKind};
+use crate::config::{Config, Env};
 use crate::error::{Error, Result};
-use crate::fifodir::{FifoDir, FifoId};
+use crate::fifodir::FifoDir;
 use crate::format::{timestamp, Format};
-use crate::input::{Framer, Input};
-use crate::outbox::Outbox;
-use crate::output::{set_pipe_size, Ctx, Output, Target};
-use crate::sink::SinkFile;
-use crate::stats::{suppressed_note, InputStats, OutputStats, RateLimit};
+use crate::input::Input;
+use crate::notify;
+use crate::output::{Ctx, Output, Target};
+use crate::stats::suppressed_note;
 
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(usize::MAX);
@@ -41,18 +45,22 @@ const SIGNALS: Token = Token(usize::MAX);
 const READS_PER_TURN: usize = 16;
 /// Smallest read: the default Linux pipe capacity.
 const MIN_READ: usize = 64 * 1024;
+/// How long after activity the `STATUS=` line is refreshed.
+const STATUS_DELAY: Duration = Duration::from_secs(1);
 
 /// The [`Ctx`] outputs need, borrowed field by field so the outputs
 /// themselves stay mutably borrowable.
 macro_rules! ctx {
     ($broker:expr) => {
-        Ctx {
+        $crate::output::Ctx {
             dir: &$broker.dir,
             registry: $broker.poll.registry(),
             pipe_bytes: $broker.config.pipe_bytes,
         }
     };
 }
+// Declared after the macro so that it can use it.
+mod apply;
 
 fn input_token(i: usize) -> Token {
     Token(2 * i)
@@ -92,165 +100,59 @@ pub struct Broker {
     busy: Vec<usize>,
     /// Set once a stop began: when to give up draining.
     stop_deadline: Option<Instant>,
+    /// Half of systemd's `WATCHDOG_USEC`, if it asked for pings.
+    watchdog: Option<Duration>,
+    /// When the next `WATCHDOG=1` is due.
+    next_watchdog: Instant,
+    /// When to send an updated `STATUS=` (set after activity, so an idle
+    /// daemon has no timer).
+    status_due: Option<Instant>,
+    /// Why the last reload failed, until one succeeds.
+    reload_error: Option<String>,
 }
 
 impl Broker {
     /// Creates the directory and every FIFO and sink, opens them, and
     /// returns a broker ready to [`run`](Broker::run).
     pub fn start(config: Config) -> Result<Broker> {
-        let signals =
-            Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]).map_err(|source| Error::Io {
-                context: "installing signal handlers",
-                source,
-            })?;
-        // Modes are applied exactly: everything created below passes its
-        // mode explicitly.
+        let io = |context| move |source| Error::Io { context, source };
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+            .map_err(io("installing signal handlers"))?;
+        // Modes are applied exactly: everything created passes its mode.
         rustix::process::umask(rustix::fs::Mode::empty());
         raise_fd_limit();
-
         let dir = FifoDir::open(&config.dir)?;
-        let names = config.inputs.iter().map(|i| &i.name).chain(
-            config
-                .outputs
-                .iter()
-                .filter(|o| matches!(o.kind, OutputKind::Subscriber { .. }))
-                .map(|o| &o.name),
-        );
-        for name in names {
-            dir.check_free(name)?;
-        }
-
-        let mut formats: Vec<Format> = Vec::new();
-        let mut outputs = Vec::with_capacity(config.outputs.len());
-        let mut created: Vec<(String, FifoId)> = Vec::new();
-        let result = (|| -> Result<Vec<Input>> {
-            for (o, out) in config.outputs.iter().enumerate() {
-                let target = match &out.kind {
-                    OutputKind::Sink {
-                        path,
-                        max_bytes,
-                        keep,
-                    } => Target::Sink {
-                        file: SinkFile::open(path, *max_bytes, *keep).map_err(|e| {
-                            Error::refuse(path, format!("cannot open sink {}: {e}", out.name))
-                        })?,
-                        retry_at: None,
-                        backoff: Duration::from_millis(100),
-                    },
-                    OutputKind::Subscriber { mode } => {
-                        let fifo = dir.create_fifo(&out.name, *mode, config.group)?;
-                        created.push((out.name.clone(), fifo));
-                        Target::Subscriber {
-                            fifo,
-                            mode: *mode,
-                            writer: None,
-                        }
-                    }
-                };
-                let format = match formats.iter().position(|f| *f == out.format) {
-                    Some(i) => i,
-                    None => {
-                        formats.push(out.format.clone());
-                        formats.len() - 1
-                    }
-                };
-                outputs.push(Output {
-                    name: out.name.clone(),
-                    format,
-                    outbox: Outbox::new(out.buffer_bytes, out.when_full),
-                    target,
-                    stats: OutputStats::default(),
-                    warning: RateLimit::default(),
-                    token: output_token(o),
-                });
-            }
-            let mut inputs = Vec::with_capacity(config.inputs.len());
-            for (i, input) in config.inputs.iter().enumerate() {
-                let fifo = dir.create_fifo(&input.name, input.mode, config.group)?;
-                created.push((input.name.clone(), fifo));
-                let fd = dir
-                    .open_fifo(&input.name, fifo, OFlags::RDONLY)
-                    .map_err(|e| Error::path(dir.join(&input.name), e))?;
-                if let Some(bytes) = config.pipe_bytes {
-                    set_pipe_size(&fd, bytes, &input.name);
-                }
-                let routes = config
-                    .outputs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, o)| o.from.contains(&i))
-                    .map(|(o, _)| o)
-                    .collect();
-                inputs.push(Input {
-                    name: input.name.clone(),
-                    mode: input.mode,
-                    fifo,
-                    fd,
-                    carry: Vec::new(),
-                    framer: Framer::default(),
-                    routes,
-                    stats: InputStats::default(),
-                    truncate_warning: RateLimit::default(),
-                    error_warning: RateLimit::default(),
-                    stalled: false,
-                });
-            }
-            Ok(inputs)
-        })();
-        let inputs = match result {
-            Ok(inputs) => inputs,
-            Err(err) => {
-                for (name, id) in &created {
-                    let _ = dir.remove_if_ours(name, *id);
-                }
-                return Err(err);
-            }
+        let poll = Poll::new().map_err(io("creating the poller"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(io("watching signals"))?;
+        let empty = Config {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            ..config.clone()
         };
-
-        let poll = Poll::new().map_err(|source| Error::Io {
-            context: "creating the poller",
-            source,
-        })?;
         let mut broker = Broker {
-            read_size: read_size(&inputs, config.pipe_bytes),
-            read_buf: Vec::new(),
-            rendered: vec![Vec::new(); formats.len()],
-            formats,
-            config,
+            config: empty,
             dir,
             poll,
             signals,
-            inputs,
-            outputs,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            formats: Vec::new(),
+            rendered: Vec::new(),
+            read_buf: Vec::new(),
+            read_size: MIN_READ,
             scratch: Vec::new(),
             stalled: Vec::new(),
             busy: Vec::new(),
             stop_deadline: None,
+            watchdog: sd_notify::watchdog_enabled().map(|usec| usec / 2),
+            next_watchdog: Instant::now(),
+            status_due: None,
+            reload_error: None,
         };
-        broker.read_buf = vec![0; broker.read_size + broker.config.max_line_bytes];
-        broker.register_all()?;
+        broker.apply(config)?;
         Ok(broker)
-    }
-
-    fn register_all(&mut self) -> Result<()> {
-        let registry = self.poll.registry();
-        let io = |source| Error::Io {
-            context: "registering with the poller",
-            source,
-        };
-        registry
-            .register(&mut self.signals, SIGNALS, Interest::READABLE)
-            .map_err(io)?;
-        for (i, input) in self.inputs.iter().enumerate() {
-            registry
-                .register(
-                    &mut SourceFd(&input.fd.as_raw_fd()),
-                    input_token(i),
-                    Interest::READABLE,
-                )
-                .map_err(io)?;
-        }
-        Ok(())
     }
 
     /// Runs until SIGTERM or SIGINT, then drains and cleans up.
@@ -261,10 +163,7 @@ impl Broker {
             self.outputs.len(),
             self.dir.path().display()
         );
-        crate::notify::send(&[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(&self.status()),
-        ]);
+        notify::send(&[NotifyState::Ready, NotifyState::Status(&self.status())]);
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.timeout();
@@ -281,7 +180,7 @@ impl Broker {
                     SIGNALS => self.handle_signals(),
                     Token(t) if t % 2 == 0 => {
                         if t / 2 < self.inputs.len() {
-                            self.read_input(t / 2);
+                            self.read_input(t / 2, READS_PER_TURN);
                         }
                     }
                     Token(t) => {
@@ -289,7 +188,7 @@ impl Broker {
                         if o < self.outputs.len() {
                             let ctx = ctx!(self);
                             if event.is_error() || event.is_write_closed() {
-                                self.outputs[o].reader_gone(&ctx);
+                                self.outputs[o].detach(&ctx);
                             } else {
                                 self.outputs[o].flush(&ctx);
                             }
@@ -297,7 +196,7 @@ impl Broker {
                     }
                 }
             }
-            self.end_turn();
+            self.end_turn(!events.is_empty());
             if self.stop_complete() {
                 break;
             }
@@ -311,17 +210,21 @@ impl Broker {
         if !self.busy.is_empty() {
             return Some(Duration::ZERO);
         }
-        let retry = self.outputs.iter().filter_map(Output::retry_at).min();
-        let wake = match (retry, self.stop_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wake = self
+            .outputs
+            .iter()
+            .filter_map(Output::retry_at)
+            .chain(self.stop_deadline)
+            .chain(self.status_due)
+            .chain(self.watchdog.map(|_| self.next_watchdog))
+            .min();
         wake.map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// Work that is not tied to one event: due sink retries, inputs that had
-    /// more to read, inputs whose full outputs may have drained.
-    fn end_turn(&mut self) {
+    /// more to read, inputs whose full outputs may have drained, watchdog
+    /// pings and status refreshes.
+    fn end_turn(&mut self, active: bool) {
         let now = Instant::now();
         for o in 0..self.outputs.len() {
             if self.outputs[o].retry_at().is_some_and(|at| at <= now) {
@@ -330,19 +233,33 @@ impl Broker {
             }
         }
         for i in std::mem::take(&mut self.busy) {
-            self.read_input(i);
+            self.read_input(i, READS_PER_TURN);
         }
         if !self.stalled.is_empty() {
             for i in std::mem::take(&mut self.stalled) {
                 self.inputs[i].stalled = false;
-                self.read_input(i);
+                self.read_input(i, READS_PER_TURN);
             }
+        }
+        if let Some(interval) = self.watchdog {
+            if now >= self.next_watchdog {
+                notify::send(&[NotifyState::Watchdog]);
+                self.next_watchdog = now + interval;
+            }
+        }
+        match self.status_due {
+            Some(due) if now >= due => {
+                notify::send(&[NotifyState::Status(&self.status())]);
+                self.status_due = None;
+            }
+            None if active && notify::enabled() => self.status_due = Some(now + STATUS_DELAY),
+            _ => {}
         }
     }
 
     /// Reads input `i` until the pipe is empty, a `block` output it feeds is
-    /// full, or its reads for this turn are used up.
-    fn read_input(&mut self, i: usize) {
+    /// full, or `budget` reads are done (then it goes on the busy list).
+    fn read_input(&mut self, i: usize, budget: usize) {
         let Broker {
             inputs,
             outputs,
@@ -359,7 +276,7 @@ impl Broker {
         if input.stalled {
             return;
         }
-        for _ in 0..READS_PER_TURN {
+        for _ in 0..budget {
             if input.routes.iter().any(|&o| outputs[o].outbox.is_full()) {
                 input.stalled = true;
                 self.stalled.push(i);
@@ -370,15 +287,8 @@ impl Broker {
             let n = match rustix::io::read(&input.fd, &mut read_buf[carried..carried + *read_size])
             {
                 Ok(0) => {
-                    end_of_writers(
-                        input,
-                        outputs,
-                        formats,
-                        rendered,
-                        &ctx,
-                        self.stop_deadline.is_none(),
-                        i,
-                    );
+                    let reopen = self.stop_deadline.is_none();
+                    end_of_writers(input, outputs, formats, rendered, &ctx, reopen, i);
                     return;
                 }
                 Ok(n) => n,
@@ -423,24 +333,67 @@ impl Broker {
         self.busy.push(i);
     }
 
+    /// Delivers input `i`'s unterminated tail as a line (its writers are
+    /// gone, or it is being removed).
+    fn deliver_tail(&mut self, i: usize) {
+        let ctx = ctx!(self);
+        deliver_tail(
+            &mut self.inputs[i],
+            &mut self.outputs,
+            &self.formats,
+            &mut self.rendered,
+            &ctx,
+        );
+    }
+
     fn handle_signals(&mut self) {
         let pending: Vec<i32> = self.signals.pending().collect();
         for signal in pending {
             match signal {
                 SIGTERM | SIGINT => self.begin_stop(signal),
-                SIGHUP => self.reopen_sinks(),
+                SIGHUP => self.reload(),
                 SIGUSR1 => self.log_counters(),
                 _ => {}
             }
         }
     }
 
-    /// SIGHUP: sink files are reopened at their paths (logrotate).
-    fn reopen_sinks(&mut self) {
-        log::info!("SIGHUP: reopening sink files");
-        for output in &mut self.outputs {
-            output.reopen();
+    /// SIGHUP: re-read the config and apply it; if it is invalid or cannot be
+    /// applied, keep running the old one and say why in `STATUS=`.
+    fn reload(&mut self) {
+        if self.stop_deadline.is_some() {
+            return;
         }
+        let file = self.config.file.clone();
+        log::info!("SIGHUP: reloading {}", file.display());
+        let mut states = vec![NotifyState::Reloading];
+        if let Ok(now) = NotifyState::monotonic_usec_now() {
+            states.push(now);
+        }
+        notify::send(&states);
+        let result = crate::config::load(&file, &Env::from_process())
+            .map_err(Error::from)
+            .and_then(|config| {
+                for warning in &config.warnings {
+                    log::warn!("{warning}");
+                }
+                self.apply(config)
+            });
+        match result {
+            Ok(()) => {
+                self.reload_error = None;
+                log::info!(
+                    "reloaded: {} inputs, {} outputs",
+                    self.inputs.len(),
+                    self.outputs.len()
+                );
+            }
+            Err(err) => {
+                log::error!("reload failed, still running the previous config: {err}");
+                self.reload_error = Some(err.to_string());
+            }
+        }
+        notify::send(&[NotifyState::Ready, NotifyState::Status(&self.status())]);
     }
 
     /// SIGTERM/SIGINT: unlink the inputs so no new writer can open them, then
@@ -458,7 +411,7 @@ impl Broker {
             return;
         }
         log::info!("{name}: stopping; delivering what was already written");
-        crate::notify::send(&[sd_notify::NotifyState::Stopping]);
+        notify::send(&[NotifyState::Stopping]);
         self.stop_deadline = Some(Instant::now() + self.config.shutdown_timeout);
         for input in &self.inputs {
             if let Err(e) = self.dir.remove_if_ours(&input.name, input.fifo) {
@@ -469,7 +422,7 @@ impl Broker {
             }
         }
         for i in 0..self.inputs.len() {
-            self.read_input(i);
+            self.read_input(i, READS_PER_TURN);
         }
     }
 
@@ -489,32 +442,17 @@ impl Broker {
     /// The last of a stop: unterminated tails become lines, queues get a
     /// final flush, sinks are fsynced, the FIFOs that are still ours removed.
     fn finish(&mut self) {
-        let ctx = Ctx {
-            dir: &self.dir,
-            registry: self.poll.registry(),
-            pipe_bytes: None,
-        };
-        for input in &mut self.inputs {
-            if !input.carry.is_empty() && !input.framer.is_skipping() {
-                input.carry.push(b'\n');
-                input.stats.lines_in += 1;
-                route(
-                    &mut self.outputs,
-                    &self.formats,
-                    &mut self.rendered,
-                    &ctx,
-                    &input.name,
-                    &input.routes,
-                    &input.carry,
-                    1,
-                );
-                input.carry.clear();
-            }
+        for i in 0..self.inputs.len() {
+            self.deliver_tail(i);
         }
+        let ctx = ctx!(self);
         let mut lost = 0;
         for output in &mut self.outputs {
             output.flush(&ctx);
-            lost += output.outbox.discard();
+            let left = output.outbox.discard();
+            output.stats.discarded += left;
+            output.stats.lines_out -= left;
+            lost += left;
             output.sync();
         }
         if lost > 0 {
@@ -524,8 +462,8 @@ impl Broker {
             let _ = self.dir.remove_if_ours(&input.name, input.fifo);
         }
         for output in &self.outputs {
-            if let Target::Subscriber { fifo, .. } = &output.target {
-                if let Err(e) = self.dir.remove_if_ours(&output.name, *fifo) {
+            if let Some(fifo) = output.fifo() {
+                if let Err(e) = self.dir.remove_if_ours(&output.name, fifo) {
                     log::error!(
                         "cannot remove {}: {e}",
                         self.dir.join(&output.name).display()
@@ -559,25 +497,25 @@ impl Broker {
 
     /// One line for systemd's `STATUS=`.
     fn status(&self) -> String {
-        let subscribers = self
-            .outputs
-            .iter()
-            .filter(|o| matches!(o.target, Target::Subscriber { .. }));
-        let (total, attached) =
-            subscribers.fold((0, 0), |(t, a), o| (t + 1, a + o.is_attached() as usize));
+        let subscribers = self.outputs.iter().filter(|o| !o.is_sink());
+        let (total, attached) = subscribers.fold((0, 0), |(t, a), o| {
+            (t + 1, a + usize::from(o.is_attached()))
+        });
         let lines_in: u64 = self.inputs.iter().map(|i| i.stats.lines_in).sum();
         let lines_out: u64 = self.outputs.iter().map(|o| o.stats.lines_out).sum();
-        let drops: u64 = self
-            .outputs
-            .iter()
-            .map(|o| o.stats.dropped + o.stats.discarded)
-            .sum();
-        format!(
-            "{} inputs, {attached}/{total} subscribers attached, {} sinks; \
-             lines in {lines_in}, out {lines_out}, dropped/discarded {drops}",
+        let dropped: u64 = self.outputs.iter().map(|o| o.stats.dropped).sum();
+        let discarded: u64 = self.outputs.iter().map(|o| o.stats.discarded).sum();
+        let mut status = format!(
+            "{} inputs, {attached}/{total} subscribers attached, {} sinks; lines in {lines_in}, \
+             out {lines_out}, dropped {dropped}, discarded {discarded}",
             self.inputs.len(),
             self.outputs.len() - total
-        )
+        );
+        if let Some(err) = &self.reload_error {
+            status.push_str("; reload failed: ");
+            status.push_str(err);
+        }
+        status
     }
 }
 
@@ -623,16 +561,13 @@ fn route(
     }
 }
 
-/// The last writer of an input closed: deliver an unterminated tail as a
-/// line, then swap in a fresh read end so the hang-up is not reported again.
-fn end_of_writers(
+/// Delivers an unterminated tail as one line and forgets truncation state.
+fn deliver_tail(
     input: &mut Input,
     outputs: &mut [Output],
     formats: &[Format],
     rendered: &mut [Vec<u8>],
     ctx: &Ctx<'_>,
-    reopen: bool,
-    i: usize,
 ) {
     if !input.carry.is_empty() && !input.framer.is_skipping() {
         input.carry.push(b'\n');
@@ -650,6 +585,20 @@ fn end_of_writers(
     }
     input.carry.clear();
     input.framer.reset();
+}
+
+/// The last writer of an input closed: deliver an unterminated tail as a
+/// line, then swap in a fresh read end so the hang-up is not reported again.
+fn end_of_writers(
+    input: &mut Input,
+    outputs: &mut [Output],
+    formats: &[Format],
+    rendered: &mut [Vec<u8>],
+    ctx: &Ctx<'_>,
+    reopen: bool,
+    i: usize,
+) {
+    deliver_tail(input, outputs, formats, rendered, ctx);
     if !reopen {
         return;
     }
@@ -682,16 +631,10 @@ fn end_of_writers(
     }
 }
 
-/// How much one read asks for: what the largest input pipe holds.
-fn read_size(inputs: &[Input], pipe_bytes: Option<usize>) -> usize {
-    let largest = inputs
-        .iter()
-        .filter_map(|i| rustix::pipe::fcntl_getpipe_size(&i.fd).ok())
-        .max()
-        .unwrap_or(0);
-    largest
-        .max(pipe_bytes.unwrap_or(0))
-        .clamp(MIN_READ, 16 << 20)
+/// How much one read asks for: what an input pipe holds (more is never
+/// there to read; a refused `pipe_bytes` only leaves the buffer larger).
+fn read_size(pipe_bytes: Option<usize>) -> usize {
+    pipe_bytes.unwrap_or(MIN_READ).clamp(MIN_READ, 16 << 20)
 }
 
 /// Thousands of FIFOs need thousands of fds: lift the soft limit to the hard.

@@ -5,9 +5,14 @@
 
 use sd_notify::NotifyState;
 
+/// True if systemd (or a test) listens for notifications.
+pub fn enabled() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
 /// Sends `states` to systemd, if it is listening.
 pub fn send(states: &[NotifyState<'_>]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+    if !enabled() {
         return;
     }
     if let Err(err) = sd_notify::notify(states) {

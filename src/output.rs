@@ -186,21 +186,74 @@ impl Output {
         }
     }
 
-    /// The reader closed its end (`EPOLLERR`): detach.
-    pub fn reader_gone(&mut self, ctx: &Ctx<'_>) {
-        self.detach(ctx);
+    /// True for a sink, false for a subscriber.
+    pub fn is_sink(&self) -> bool {
+        matches!(self.target, Target::Sink { .. })
     }
 
-    /// Reopens a sink's file at its path (logrotate); logs failures.
-    pub fn reopen(&mut self) {
+    /// The subscriber's FIFO, if this is a subscriber.
+    pub fn fifo(&self) -> Option<FifoId> {
+        match self.target {
+            Target::Subscriber { fifo, .. } => Some(fifo),
+            Target::Sink { .. } => None,
+        }
+    }
+
+    /// The subscriber's mode, if this is a subscriber.
+    pub fn subscriber_mode(&self) -> Option<u32> {
+        match self.target {
+            Target::Subscriber { mode, .. } => Some(mode),
+            Target::Sink { .. } => None,
+        }
+    }
+
+    /// Records a subscriber's new mode (after it was applied to the FIFO).
+    pub fn set_subscriber_mode(&mut self, new: u32) {
+        if let Target::Subscriber { mode, .. } = &mut self.target {
+            *mode = new;
+        }
+    }
+
+    /// The sink's path, if this is a sink.
+    pub fn sink_path(&self) -> Option<&std::path::Path> {
+        match &self.target {
+            Target::Sink { file, .. } => Some(file.path()),
+            Target::Subscriber { .. } => None,
+        }
+    }
+
+    /// On reload: switch a sink to a newly opened file (its path changed),
+    /// or reopen its file at the same path (logrotate moved it away).
+    /// Queued lines stay queued for the file now in use.
+    pub fn replace_or_reopen_sink(&mut self, fresh: Option<SinkFile>, max_bytes: u64, keep: u32) {
         if let Target::Sink { file, .. } = &mut self.target {
-            if let Err(e) = file.reopen() {
-                self.stats.errors += 1;
-                log::error!(
-                    "sink {}: cannot reopen {}: {e}",
-                    self.name,
-                    file.path().display()
-                );
+            match fresh {
+                Some(fresh) => *file = fresh,
+                None => {
+                    if let Err(e) = file.reopen() {
+                        self.stats.errors += 1;
+                        log::error!(
+                            "sink {}: cannot reopen {}: {e}; still writing to the old file",
+                            self.name,
+                            file.path().display()
+                        );
+                    }
+                }
+            }
+            file.set_rotation(max_bytes, keep);
+        }
+    }
+
+    /// Re-registers an attached writer under `self.token` (after reload
+    /// renumbered the outputs).
+    pub fn retoken(&self, registry: &Registry) {
+        if let Target::Subscriber {
+            writer: Some(fd), ..
+        } = &self.target
+        {
+            let mut source = SourceFd(&fd.as_raw_fd());
+            if let Err(e) = registry.reregister(&mut source, self.token, Interest::WRITABLE) {
+                log::error!("subscriber {}: cannot watch the reader: {e}", self.name);
             }
         }
     }
