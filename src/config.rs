@@ -312,14 +312,14 @@ pub fn parse(file: &Path, text: &str, env: &Env) -> Result<Config, ConfigError> 
     let at = Locator { file, text };
     let raw: RawConfig = toml::from_str(text).map_err(|err| {
         // The toml crate's message repeats the offending line with a caret;
-        // the first line is the message itself.
-        let message = err
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_string();
-        at.error(err.span().map_or(0, |s| s.start), message)
+        // the first line is the message itself. serde's messages do not say
+        // which key they are about, so name it from the location.
+        let message = err.message().lines().next().unwrap_or("invalid TOML");
+        let offset = err.span().map_or(0, |s| s.start);
+        match key_at(text, offset) {
+            Some(key) if !message.contains(&key) => at.error(offset, format!("{key}: {message}")),
+            _ => at.error(offset, message),
+        }
     })?;
     Validator {
         at,
@@ -351,6 +351,32 @@ impl Locator<'_> {
     fn location<T>(&self, spanned: &Spanned<T>) -> String {
         let (line, column) = line_column(self.text, spanned.span().start);
         format!("{}:{line}:{column}", self.file.display())
+    }
+}
+
+/// The dotted key at byte `offset` of `text` (the table header above it, then
+/// the key its line assigns), for naming what a serde error is about.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[line_start..line_end].trim();
+    let header = |l: &str| {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    };
+    if let Some(table) = header(line) {
+        return Some(table);
+    }
+    let table = text[..line_start].lines().rev().find_map(header);
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (t, k) => t.or(k),
     }
 }
 
@@ -872,7 +898,14 @@ from = ["*"]
         let e = parse_err("[inputs.a]\nmode = \"rw\"\n");
         assert!(e.starts_with("/etc/fb.toml:2:8: "), "{e}");
         let e = parse_err("[broker]\nmax_line_bytes = \"big\"\n");
-        assert!(e.starts_with("/etc/fb.toml:2:"), "{e}");
+        assert!(
+            e.starts_with("/etc/fb.toml:2:18: broker.max_line_bytes: "),
+            "{e}"
+        );
+        let e = parse_err("[inputs.a]\n[subscribers.\"a.b\"]\nfrom = \"a\"\n");
+        assert!(e.contains(":3:8: subscribers.\"a.b\".from: "), "{e}");
+        let e = parse_err("[inputs.a]\n[sinks.s]\nfrom = [\"a\"]\n");
+        assert!(e.contains(":2:1: sinks.s: missing field `path`"), "{e}");
     }
 
     #[test]

@@ -84,6 +84,17 @@ pub enum Target {
     },
 }
 
+impl Target {
+    /// A sink target writing to `file`, with no error pending.
+    pub fn sink(file: SinkFile) -> Target {
+        Target::Sink {
+            file,
+            retry_at: None,
+            backoff: FIRST_BACKOFF,
+        }
+    }
+}
+
 impl Output {
     /// True if this is a subscriber with a reader attached.
     pub fn is_attached(&self) -> bool {
@@ -126,6 +137,11 @@ impl Output {
                     self.stats.bytes_out += n as u64;
                     if n < data.len() {
                         self.queue(&data[n..], n > 0 && data[n - 1] != b'\n');
+                        if self.is_sink() {
+                            // No readiness event comes for a file: a short
+                            // write (rotation, disk filling) goes on now.
+                            self.flush(ctx);
+                        }
                     }
                     return;
                 }
@@ -174,9 +190,13 @@ impl Output {
                     retry_at, backoff, ..
                 } = &mut self.target
                 {
-                    if self.outbox.is_empty() || written > 0 {
+                    if self.outbox.is_empty() {
                         *retry_at = None;
                         *backoff = FIRST_BACKOFF;
+                    } else {
+                        // The file took nothing more and gave no error: try
+                        // again later rather than leave bytes unattended.
+                        *retry_at = Some(Instant::now() + *backoff);
                     }
                 }
             }

@@ -152,6 +152,10 @@ impl Broker {
         });
         let group_changed = config.group != self.config.group;
 
+        let stalled_names: Vec<String> = (self.stalled.iter().chain(&self.busy))
+            .map(|&i| self.inputs[i].name.clone())
+            .collect();
+
         // Inputs that are gone: no new writers, deliver what they hold.
         let keep_inputs: HashMap<&str, usize> = config
             .inputs
@@ -229,14 +233,7 @@ impl Broker {
                         out.replace_or_reopen_sink(fresh, *max_bytes, *keep);
                         Some(out)
                     }
-                    (None, Some(file)) => Some(new_output(
-                        &oc.name,
-                        Target::Sink {
-                            file,
-                            retry_at: None,
-                            backoff: Default::default(),
-                        },
-                    )),
+                    (None, Some(file)) => Some(new_output(&oc.name, Target::sink(file))),
                     (None, None) => None,
                 },
             };
@@ -352,9 +349,18 @@ impl Broker {
                 .deregister(&mut SourceFd(&old.as_raw_fd()));
             register(self.poll.registry(), &input.fd, input_token(i));
         }
-        // Anything that arrived meanwhile, or was held back by a full output
-        // under the old routes, is read on the next turn.
-        self.busy = (0..self.inputs.len()).collect();
+        // Inputs held back by a full output under the old routes are read
+        // again next turn; the others get events as usual.
+        let index: HashMap<&str, usize> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| (input.name.as_str(), i))
+            .collect();
+        let busy = stalled_names
+            .iter()
+            .filter_map(|name| index.get(name.as_str()).copied());
+        self.busy = busy.collect();
     }
 
     /// Applies a mode and group to a kept FIFO; failures are logged.

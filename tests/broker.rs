@@ -1,0 +1,1875 @@
+//! Integration tests: each test runs the real `fifo-broker` binary against a
+//! config in its own temp dir and checks the contract of SPEC.md from the
+//! outside, the way a shell user or systemd would see it.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use rustix::fs::{Mode, OFlags, CWD};
+use rustix::process::Signal;
+
+use util::{
+    contains, count_newlines, data_lines, eventually, join_within, open_fifo_writer, quote,
+    require_root, sh, split_lines, text_lines, Cat, Daemon, Received, Setup, SlowReader, TIMEOUT,
+};
+
+// ---------------------------------------------------------------------------
+// Small helpers local to these tests.
+
+/// Permission bits (including setuid/setgid/sticky) of `path`, not following
+/// symlinks.
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .mode()
+        & 0o7777
+}
+
+/// Asserts `path` is a FIFO with exactly `mode`.
+fn assert_fifo(path: &Path, mode: u32) {
+    let md = fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("expected FIFO at {}, got error {e}", path.display()));
+    assert!(
+        md.file_type().is_fifo(),
+        "expected {} to be a FIFO, got {:?}",
+        path.display(),
+        md.file_type()
+    );
+    assert_eq!(
+        md.mode() & 0o7777,
+        mode,
+        "mode of {}: expected {mode:04o}, got {:04o}",
+        path.display(),
+        md.mode() & 0o7777
+    );
+}
+
+fn assert_absent(path: &Path, why: &str) {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Ok(md) => panic!(
+            "{why}: expected {} to be gone, found {:?}",
+            path.display(),
+            md.file_type()
+        ),
+        Err(e) => panic!("{why}: stat {}: {e}", path.display()),
+    }
+}
+
+fn inode(path: &Path) -> u64 {
+    fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .ino()
+}
+
+/// Waits until the file at `path` holds at least `n` data (non-probe) lines.
+fn wait_file_lines(path: &Path, n: usize) -> Vec<String> {
+    eventually(TIMEOUT, || {
+        let data = fs::read(path).unwrap_or_default();
+        let lines = text_lines(&data);
+        if lines.len() >= n {
+            Ok(lines)
+        } else {
+            Err(format!(
+                "expected at least {n} data lines in {}, got {}: {lines:?}",
+                path.display(),
+                lines.len()
+            ))
+        }
+    })
+}
+
+/// Creates the broker dir beforehand with a safe mode (0755).
+fn make_dir(s: &Setup) {
+    fs::create_dir(&s.dir).expect("creating dir");
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o755)).expect("chmod dir");
+}
+
+/// Writes `lines` numbered `0..count` as `"{prefix}{i}\n"` into `file`,
+/// `per_write` lines per `write()`.
+fn write_numbered(file: &mut File, prefix: &str, count: usize, per_write: usize) {
+    let mut i = 0;
+    while i < count {
+        let end = (i + per_write).min(count);
+        let batch: String = (i..end).map(|n| format!("{prefix}{n}\n")).collect();
+        file.write_all(batch.as_bytes()).expect("writing batch");
+        i = end;
+    }
+}
+
+/// Asserts `lines` is exactly `"{prefix}0" .. "{prefix}{count-1}"` in order.
+fn assert_numbered(lines: &[String], prefix: &str, count: usize, what: &str) {
+    let got: Vec<&String> = lines.iter().filter(|l| l.starts_with(prefix)).collect();
+    for (i, l) in got.iter().enumerate() {
+        assert_eq!(
+            **l,
+            format!("{prefix}{i}"),
+            "{what}: line {i} out of order or missing"
+        );
+    }
+    assert_eq!(
+        got.len(),
+        count,
+        "{what}: expected {count} lines {prefix}N, got {}",
+        got.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Delivery.
+
+const TWO_SUBS_AND_SINK: &str = r#"
+[inputs.alerts]
+
+[subscribers."alerts.a"]
+from = ["alerts"]
+
+[subscribers."alerts.b"]
+from = ["alerts"]
+
+[sinks.archive]
+path = "archive.log"
+from = ["alerts"]
+"#;
+
+#[test]
+fn shell_echo_reaches_two_subscribers_and_a_sink() {
+    let d = Daemon::start(TWO_SUBS_AND_SINK);
+    let a = Cat::on(&d, "alerts.a", "a");
+    let b = Cat::on(&d, "alerts.b", "b");
+    d.attach("alerts", &[&a, &b]);
+
+    sh(&format!("echo 'disk full' > {}", quote(&d.path("alerts"))));
+
+    for (name, r) in [("alerts.a", &a), ("alerts.b", &b)] {
+        r.wait_data_lines(1);
+        assert_eq!(
+            text_lines(&r.bytes()),
+            ["disk full"],
+            "subscriber {name}: expected exactly the echoed line"
+        );
+    }
+    let sink = wait_file_lines(&d.log_path("archive.log"), 1);
+    assert_eq!(sink.len(), 1, "sink: expected one data line, got {sink:?}");
+    assert!(
+        sink[0].ends_with(" alerts disk full"),
+        "sink: expected `<time> alerts disk full`, got {:?}",
+        sink[0]
+    );
+}
+
+const ONE_SUB_RAW_SINK: &str = r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+
+[sinks.raw]
+path = "raw.log"
+from = ["alerts"]
+format = "{line}"
+"#;
+
+#[test]
+fn unterminated_tail_is_delivered_with_newline_when_writer_closes() {
+    let d = Daemon::start(ONE_SUB_RAW_SINK);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+
+    sh(&format!("printf 'tail' > {}", quote(&d.path("alerts"))));
+
+    r.wait_data_lines(1);
+    let got = r.bytes();
+    assert!(
+        got.ends_with(b"\ntail\n"),
+        "subscriber: expected output to end with \"tail\\n\", got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(text_lines(&got), ["tail"]);
+    wait_file_lines(&d.log_path("raw.log"), 1);
+    let sink = fs::read(d.log_path("raw.log")).unwrap();
+    assert!(
+        sink.ends_with(b"\ntail\n"),
+        "sink: expected file to end with \"tail\\n\", got {:?}",
+        String::from_utf8_lossy(&sink)
+    );
+}
+
+#[test]
+fn non_utf8_and_nul_bytes_pass_through_unchanged() {
+    let d = Daemon::start(ONE_SUB_RAW_SINK);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+
+    let line: &[u8] = b"\xff\xfe caf\xe9 \x00nul\x00 \xc3\x28 \x80end\r";
+    let mut msg = line.to_vec();
+    msg.push(b'\n');
+    d.write("alerts", &msg);
+
+    r.wait_data_lines(1);
+    assert_eq!(
+        data_lines(&r.bytes()),
+        [line.to_vec()],
+        "subscriber: expected the bytes unchanged"
+    );
+    eventually(TIMEOUT, || {
+        let sink = fs::read(d.log_path("raw.log")).unwrap_or_default();
+        if data_lines(&sink) == [line.to_vec()] {
+            Ok(())
+        } else {
+            Err(format!(
+                "sink: expected {line:?}, got {:?}",
+                data_lines(&sink)
+            ))
+        }
+    });
+}
+
+#[test]
+fn order_is_preserved_per_input_to_every_output() {
+    let d = Daemon::start(
+        r#"
+[inputs.a]
+[inputs.b]
+
+[subscribers.both]
+from = ["a", "b"]
+format = "{input} {line}"
+when_full = "block"
+
+[sinks.both_log]
+path = "both.log"
+from = ["a", "b"]
+format = "{input} {line}"
+"#,
+    );
+    let r = Cat::on(&d, "both", "r");
+    d.attach("a", &[&r]);
+
+    const N: usize = 10_000;
+    let writers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|input| {
+            let mut f = d.open_writer(input);
+            thread::spawn(move || write_numbered(&mut f, "n", N, 50))
+        })
+        .collect();
+    for w in writers {
+        join_within(w, TIMEOUT, "writer");
+    }
+
+    let sub = r.wait_data_lines(2 * N);
+    let sub: Vec<String> = sub
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    let sink = wait_file_lines(&d.log_path("both.log"), 2 * N);
+    for (what, lines) in [("subscriber", &sub), ("sink", &sink)] {
+        for input in ["a", "b"] {
+            let of_input: Vec<String> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(&format!("{input} ")).map(str::to_owned))
+                .collect();
+            assert_numbered(&of_input, "n", N, &format!("{what}, input {input}"));
+        }
+    }
+}
+
+/// One line of the concurrent-writer test: `w:seq:len:` then filler up to
+/// `len` bytes including the newline.
+fn torn_test_line(w: usize, seq: usize) -> Vec<u8> {
+    let len = if seq % 997 == 0 {
+        4096
+    } else {
+        24 + (seq * 7 + w * 13) % 200
+    };
+    let mut line = format!("{w}:{seq}:{len}:").into_bytes();
+    let fill = b'a' + ((w * 31 + seq) % 26) as u8;
+    line.resize(len - 1, fill);
+    line.push(b'\n');
+    line
+}
+
+#[test]
+fn concurrent_writers_lines_arrive_untorn_and_in_per_writer_order() {
+    const WRITERS: usize = 8;
+    const LINES: usize = 20_000;
+    let d = Daemon::start(
+        r#"
+[inputs.shared]
+
+[subscribers.c1]
+from = ["shared"]
+when_full = "block"
+
+[subscribers.c2]
+from = ["shared"]
+when_full = "block"
+"#,
+    );
+    let r1 = Cat::on(&d, "c1", "r");
+    let r2 = Cat::on(&d, "c2", "r");
+    d.attach("shared", &[&r1, &r2]);
+
+    let total_bytes: usize = (0..WRITERS)
+        .flat_map(|w| (0..LINES).map(move |s| torn_test_line(w, s).len()))
+        .sum();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let mut f = d.open_writer("shared");
+            thread::spawn(move || {
+                for seq in 0..LINES {
+                    // One write() of at most PIPE_BUF bytes: atomic on a pipe.
+                    f.write_all(&torn_test_line(w, seq)).expect("writing line");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        join_within(w, Duration::from_secs(90), "concurrent writer");
+    }
+
+    for (name, r) in [("c1", &r1), ("c2", &r2)] {
+        let data = eventually(Duration::from_secs(60), || {
+            if r.len() < total_bytes as u64 {
+                return Err(format!(
+                    "subscriber {name}: expected >= {total_bytes} bytes, got {}",
+                    r.len()
+                ));
+            }
+            let data = r.bytes();
+            if count_newlines(&data) >= WRITERS * LINES {
+                Ok(data)
+            } else {
+                Err(format!(
+                    "subscriber {name}: expected >= {total_bytes} bytes / {} lines, got {} / {}",
+                    WRITERS * LINES,
+                    data.len(),
+                    count_newlines(&data)
+                ))
+            }
+        });
+        let mut next = [0usize; WRITERS];
+        for line in data_lines(&data) {
+            let text = String::from_utf8_lossy(&line);
+            let mut parts = text.splitn(4, ':');
+            let parsed = (|| {
+                let w: usize = parts.next()?.parse().ok()?;
+                let seq: usize = parts.next()?.parse().ok()?;
+                Some((w, seq))
+            })();
+            let Some((w, seq)) = parsed.filter(|(w, _)| *w < WRITERS) else {
+                panic!(
+                    "subscriber {name}: torn or foreign line {:?}",
+                    &text[..text.len().min(80)]
+                );
+            };
+            let mut expected = torn_test_line(w, seq);
+            expected.pop();
+            assert!(
+                line == expected,
+                "subscriber {name}: line w{w} seq{seq} torn: expected {} bytes, got {} ({:?}...)",
+                expected.len(),
+                line.len(),
+                &text[..text.len().min(80)]
+            );
+            assert_eq!(
+                seq, next[w],
+                "subscriber {name}: writer {w} out of order: expected seq {}, got {seq}",
+                next[w]
+            );
+            next[w] += 1;
+        }
+        assert_eq!(
+            next, [LINES; WRITERS],
+            "subscriber {name}: expected {LINES} lines from every writer"
+        );
+    }
+}
+
+#[test]
+fn globs_select_inputs_and_format_names_the_input() {
+    let d = Daemon::start(
+        r#"
+[inputs.alpha]
+[inputs.alps]
+[inputs.beta]
+
+[subscribers."watch.al"]
+from = ["al*"]
+format = "{input}: {line}"
+
+[subscribers."watch.eta"]
+from = ["?eta"]
+format = "<{input}> {line}"
+"#,
+    );
+    let al = Cat::on(&d, "watch.al", "r");
+    let eta = Cat::on(&d, "watch.eta", "r");
+    d.attach("alpha", &[&al]);
+    d.attach("beta", &[&eta]);
+
+    d.write("alpha", b"one\n");
+    d.write("beta", b"two\n");
+    d.write("alps", b"three\n");
+
+    eta.wait_data_lines(1);
+    assert_eq!(text_lines(&eta.bytes()), ["<beta> two"], "watch.eta (?eta)");
+    // "two" has been routed by now; a later alpha line marks the end.
+    d.write("alpha", b"end\n");
+    eventually(TIMEOUT, || {
+        let got = text_lines(&al.bytes());
+        if got.iter().any(|l| l == "alpha: end") {
+            Ok(())
+        } else {
+            Err(format!("watch.al: expected `alpha: end`, got {got:?}"))
+        }
+    });
+    let got: BTreeSet<String> = text_lines(&al.bytes()).into_iter().collect();
+    let want: BTreeSet<String> = ["alpha: one", "alps: three", "alpha: end"]
+        .map(String::from)
+        .into();
+    assert_eq!(
+        got, want,
+        "watch.al (al*): expected alpha and alps lines only"
+    );
+}
+
+#[test]
+fn default_sink_format_is_rfc3339_utc_micros_input_line() {
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[sinks.archive]
+path = "archive.log"
+from = ["alerts"]
+"#,
+    );
+    let before = SystemTime::now();
+    d.write("alerts", b"hello world\n");
+    let lines = wait_file_lines(&d.log_path("archive.log"), 1);
+    assert_eq!(lines.len(), 1, "expected one sink line, got {lines:?}");
+    let (time, rest) = lines[0]
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("expected `{{time}} {{input}} {{line}}`, got {:?}", lines[0]));
+    assert_eq!(rest, "alerts hello world", "sink line after the time");
+    // 2026-11-23T15:36:13.123456Z
+    let shape_ok = time.len() == 27
+        && time.char_indices().all(|(i, c)| match i {
+            4 | 7 => c == '-',
+            10 => c == 'T',
+            13 | 16 => c == ':',
+            19 => c == '.',
+            26 => c == 'Z',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(
+        shape_ok,
+        "expected RFC 3339 UTC time with microseconds like 2026-11-23T15:36:13.123456Z, got {time:?}"
+    );
+    let t = humantime::parse_rfc3339(time)
+        .unwrap_or_else(|e| panic!("time {time:?} does not parse as RFC 3339: {e}"));
+    let skew = match t.duration_since(before) {
+        Ok(d) => d,
+        Err(e) => e.duration(),
+    };
+    assert!(
+        skew < Duration::from_secs(60),
+        "time {time:?} is {skew:?} away from when the line was written"
+    );
+}
+
+#[test]
+fn oversize_line_is_truncated_and_counted() {
+    let d = Daemon::start(
+        r#"max_line_bytes = 100
+
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+"#,
+    );
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+
+    let mut msg = vec![b'x'; 250];
+    msg.extend_from_slice(b"\nshort\n");
+    d.write("alerts", &msg);
+
+    r.wait_data_lines(2);
+    let got = data_lines(&r.bytes());
+    assert_eq!(got.len(), 2, "expected 2 lines, got {got:?}");
+    assert_eq!(
+        got[0],
+        vec![b'x'; 100],
+        "expected the long line cut to 100 bytes + newline, got {} bytes",
+        got[0].len()
+    );
+    assert_eq!(got[1], b"short", "the line after the long one");
+    let c = d.wait_counters("input alerts truncated=1", |c| {
+        c.input("alerts", "truncated") >= 1
+    });
+    assert_eq!(c.input("alerts", "truncated"), 1, "truncated counter:\n{c}");
+    assert!(
+        d.stderr().to_lowercase().contains("truncat"),
+        "expected a truncation warning in the log:\n{}",
+        d.stderr()
+    );
+}
+
+#[test]
+fn subscriber_without_reader_discards_and_late_reader_gets_only_new_lines() {
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+"#,
+    );
+    d.write("alerts", b"early-0\nearly-1\nearly-2\nearly-3\nearly-4\n");
+    let c = d.wait_counters("5 lines in and discarded", |c| {
+        c.input("alerts", "lines_in") >= 5 && c.subscriber("alerts.tail", "discarded") >= 5
+    });
+    assert_eq!(
+        c.subscriber("alerts.tail", "discarded"),
+        5,
+        "discarded:\n{c}"
+    );
+    assert_eq!(
+        c.subscriber("alerts.tail", "lines_out"),
+        0,
+        "lines_out:\n{c}"
+    );
+    assert!(!c.attached("alerts.tail"), "expected attached=no:\n{c}");
+
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    d.write("alerts", b"late\n");
+    r.wait_data_lines(1);
+    let got = r.bytes();
+    assert!(
+        !contains(&got, b"early"),
+        "late reader must not get lines from before it attached, got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(text_lines(&got), ["late"]);
+    let c = d.counters();
+    assert!(c.attached("alerts.tail"), "expected attached=yes:\n{c}");
+}
+
+#[test]
+fn killed_reader_leaves_daemon_and_other_subscribers_unaffected() {
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers.s1]
+from = ["alerts"]
+
+[subscribers.s2]
+from = ["alerts"]
+when_full = "block"
+"#,
+    );
+    let mut r1 = Cat::on(&d, "s1", "r1");
+    let r2 = Cat::on(&d, "s2", "r2");
+    d.attach("alerts", &[&r1, &r2]);
+
+    let written = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (written, stop) = (written.clone(), stop.clone());
+        let mut f = d.open_writer("alerts");
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let batch: String = (n..n + 20).map(|i| format!("n{i}\n")).collect();
+                f.write_all(batch.as_bytes()).expect("writing");
+                n += 20;
+                written.store(n, Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    r1.wait_data_lines(500);
+    r1.kill();
+    let at_kill = written.load(Ordering::SeqCst);
+    eventually(TIMEOUT, || {
+        let n = written.load(Ordering::SeqCst);
+        if n >= at_kill + 3000 {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected the writer to go on after the kill, wrote {n}"
+            ))
+        }
+    });
+    stop.store(true, Ordering::SeqCst);
+    join_within(writer, TIMEOUT, "writer");
+    let total = written.load(Ordering::SeqCst) as usize;
+
+    let got = r2.wait_data_lines(total);
+    let got: Vec<String> = got
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    assert_numbered(
+        &got,
+        "n",
+        total,
+        "subscriber s2 while s1's reader was killed",
+    );
+    d.assert_running("after killing a reader");
+
+    let r3 = Cat::on(&d, "s1", "r3");
+    d.attach("alerts", &[&r3]);
+    d.write("alerts", b"after\n");
+    r3.wait_data_lines(1);
+    assert_eq!(
+        text_lines(&r3.bytes()),
+        ["after"],
+        "new reader on s1: expected only lines after it attached"
+    );
+}
+
+/// `{seq:06}:` then filler to 48 bytes plus newline.
+fn paced_line(seq: usize) -> String {
+    format!("{seq:06}:{}\n", "p".repeat(41))
+}
+
+/// Checks every data line is a whole `paced_line` and sequence numbers
+/// increase; returns the sequence numbers.
+fn whole_increasing(lines: &[String], what: &str) -> Vec<usize> {
+    let mut seqs = Vec::new();
+    for l in lines.iter().filter(|l| !l.starts_with("end-")) {
+        let seq: usize = l
+            .get(..6)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: torn line {l:?}"));
+        assert_eq!(
+            format!("{l}\n"),
+            paced_line(seq),
+            "{what}: line {seq} is not whole"
+        );
+        if let Some(&prev) = seqs.last() {
+            assert!(seq > prev, "{what}: line {seq} came after {prev}");
+        }
+        seqs.push(seq);
+    }
+    seqs
+}
+
+/// Writes `end-K` markers until `r` has received the latest one, so that
+/// every earlier line that will ever reach `r` has reached it.
+fn flush_with_markers(d: &Daemon, input: &str, r: &dyn Received) {
+    let mut k = 0;
+    eventually(Duration::from_secs(30), || {
+        k += 1;
+        let marker = format!("end-{k}");
+        d.write(input, format!("{marker}\n").as_bytes());
+        thread::sleep(Duration::from_millis(50));
+        let got = text_lines(&r.bytes());
+        if got.last() == Some(&marker) {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected reader to catch up to {marker}, last line {:?}",
+                got.last()
+            ))
+        }
+    });
+}
+
+#[test]
+fn block_subscriber_is_lossless_while_drop_newest_subscriber_drops() {
+    const N: usize = 20_000;
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers."slow.block"]
+from = ["alerts"]
+when_full = "block"
+buffer_bytes = 4096
+
+[subscribers."slow.drop"]
+from = ["alerts"]
+when_full = "drop-newest"
+buffer_bytes = 4096
+"#,
+    );
+    let slow = SlowReader::start(&d.path("slow.block"), 4096, Duration::from_millis(2));
+    let stalled = SlowReader::start(&d.path("slow.drop"), 65536, Duration::ZERO);
+    d.attach("alerts", &[&slow, &stalled]);
+    stalled.pause();
+
+    let mut f = d.open_writer("alerts");
+    let writer = thread::spawn(move || {
+        for chunk in (0..N).collect::<Vec<_>>().chunks(20) {
+            let batch: String = chunk.iter().map(|&i| paced_line(i)).collect();
+            f.write_all(batch.as_bytes()).expect("writing");
+        }
+    });
+    join_within(
+        writer,
+        Duration::from_secs(60),
+        "writer into a blocking input",
+    );
+
+    let all = eventually(Duration::from_secs(60), || {
+        let got = text_lines(&slow.bytes());
+        if got.len() >= N {
+            Ok(got)
+        } else {
+            Err(format!("slow.block: expected {N} lines, got {}", got.len()))
+        }
+    });
+    let seqs = whole_increasing(&all, "slow.block");
+    assert_eq!(
+        seqs,
+        (0..N).collect::<Vec<_>>(),
+        "slow.block lost or reordered lines"
+    );
+
+    stalled.resume();
+    flush_with_markers(&d, "alerts", &stalled);
+    let kept = whole_increasing(&text_lines(&stalled.bytes()), "slow.drop");
+    assert!(
+        kept.len() < N,
+        "slow.drop: expected a stalled drop-newest reader to lose lines, got all {N}"
+    );
+    assert_eq!(kept.first(), Some(&0), "drop-newest keeps the oldest lines");
+
+    let c = d.counters();
+    assert!(
+        c.subscriber("slow.drop", "dropped") > 0,
+        "slow.drop dropped=0:\n{c}"
+    );
+    assert_eq!(
+        c.subscriber("slow.block", "dropped"),
+        0,
+        "slow.block dropped:\n{c}"
+    );
+    assert_eq!(
+        c.subscriber("slow.block", "discarded"),
+        0,
+        "slow.block discarded:\n{c}"
+    );
+    let received = split_lines(&stalled.bytes()).len() as u64;
+    assert_eq!(
+        c.subscriber("slow.drop", "lines_out"),
+        received,
+        "slow.drop lines_out should equal lines its reader got:\n{c}"
+    );
+    let lines_in = c.input("alerts", "lines_in");
+    let accounted = c.subscriber("slow.drop", "lines_out")
+        + c.subscriber("slow.drop", "dropped")
+        + c.subscriber("slow.drop", "discarded");
+    assert_eq!(
+        accounted, lines_in,
+        "slow.drop: lines_out + dropped + discarded should equal input lines_in:\n{c}"
+    );
+}
+
+#[test]
+fn drop_oldest_keeps_whole_lines_and_the_newest() {
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers.old]
+from = ["alerts"]
+when_full = "drop-oldest"
+buffer_bytes = 4096
+"#,
+    );
+    let r = SlowReader::start(&d.path("old"), 65536, Duration::ZERO);
+    d.attach("alerts", &[&r]);
+    r.pause();
+
+    // Lines of varying length (not aligned to the buffer or the pipe).
+    let line = |seq: usize| {
+        let len = 20 + (seq * 37) % 280;
+        let mut l = format!("{seq:06}:{len:03}:");
+        let fill = char::from(b'a' + (seq % 26) as u8);
+        while l.len() < len {
+            l.push(fill);
+        }
+        l
+    };
+    const N: usize = 5_000;
+    let mut f = d.open_writer("alerts");
+    let writer = thread::spawn(move || {
+        for chunk in (0..N).collect::<Vec<_>>().chunks(10) {
+            let batch: String = chunk.iter().map(|&i| format!("{}\n", line(i))).collect();
+            f.write_all(batch.as_bytes()).expect("writing");
+        }
+    });
+    join_within(writer, TIMEOUT, "writer (drop-oldest never blocks)");
+    // Make sure the daemon has taken every line before the reader resumes.
+    d.wait_counters("every line read from the input", |c| {
+        c.input("alerts", "lines_in") >= N as u64
+    });
+
+    r.resume();
+    flush_with_markers(&d, "alerts", &r);
+    let got = text_lines(&r.bytes());
+    let mut prev: Option<usize> = None;
+    let mut seqs = Vec::new();
+    for l in got.iter().filter(|l| !l.starts_with("end-")) {
+        let seq: usize = l
+            .get(..6)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("drop-oldest: torn line {l:?}"));
+        assert_eq!(*l, line(seq), "drop-oldest: line {seq} is not whole");
+        assert!(prev.is_none_or(|p| seq > p), "line {seq} after {prev:?}");
+        prev = Some(seq);
+        seqs.push(seq);
+    }
+    assert!(
+        seqs.len() < N,
+        "expected drops with a stalled reader, got all {N}"
+    );
+    assert_eq!(
+        seqs.last(),
+        Some(&(N - 1)),
+        "drop-oldest must keep the newest line"
+    );
+    let c = d.counters();
+    assert!(c.subscriber("old", "dropped") > 0, "dropped=0:\n{c}");
+}
+
+// ---------------------------------------------------------------------------
+// Resources.
+
+#[test]
+fn reader_attach_detach_cycles_keep_fd_count_flat() {
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+"#,
+    );
+    let sub = d.path("alerts.tail");
+    let cycle = |i: usize| {
+        let p = sub.clone();
+        let reader = thread::spawn(move || {
+            let mut f = File::open(&p).expect("opening subscriber");
+            let mut buf = [0u8; 4096];
+            let _ = f.read(&mut buf);
+        });
+        eventually(TIMEOUT, || {
+            d.write("alerts", b"cycle\n");
+            if reader.is_finished() {
+                Ok(())
+            } else {
+                Err(format!("cycle {i}: reader did not get a line"))
+            }
+        });
+        reader.join().expect("reader thread");
+    };
+    // Let the daemon notice the last reader left, then count.
+    let settled_fds = || {
+        d.write("alerts", b"settle\n");
+        d.counters();
+        d.fd_count()
+    };
+
+    for i in 0..10 {
+        cycle(i);
+    }
+    let baseline = settled_fds();
+    for i in 10..200 {
+        cycle(i);
+    }
+    let after = settled_fds();
+    assert!(
+        after <= baseline + 3,
+        "fd count grew over 190 attach/detach cycles: expected <= {}, got {after} (baseline {baseline})",
+        baseline + 3
+    );
+    d.assert_running("after attach/detach cycles");
+}
+
+#[test]
+fn idle_daemon_uses_no_cpu() {
+    let d = Daemon::start(ONE_SUB_RAW_SINK);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    d.write("alerts", b"warm\n");
+    r.wait_data_lines(1);
+
+    let before = d.cpu_ticks();
+    thread::sleep(Duration::from_secs(3));
+    let after = d.cpu_ticks();
+    assert!(
+        after - before <= 1,
+        "idle daemon (pid {}) used CPU: expected utime+stime to grow by <= 1 tick over 3 s, got {}",
+        d.pid(),
+        after - before
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Files and permissions.
+
+const MODES: &str = r#"
+[inputs.alerts]
+mode = 0o620
+
+[inputs.events]
+
+[inputs.open]
+mode = 0o666
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+mode = 0o640
+
+[subscribers."events.tail"]
+from = ["events"]
+
+[subscribers."open.tail"]
+from = ["open"]
+mode = 0o604
+"#;
+
+fn check_modes_under_umask(umask: &str) {
+    let d = Setup::new(MODES).umask(umask).start();
+    for (name, mode) in [
+        ("alerts", 0o620),
+        ("events", 0o620),
+        ("open", 0o666),
+        ("alerts.tail", 0o640),
+        ("events.tail", 0o640),
+        ("open.tail", 0o604),
+    ] {
+        assert_fifo(&d.path(name), mode);
+    }
+    assert_eq!(
+        mode_of(&d.setup.dir),
+        0o755,
+        "dir created by the daemon under umask {umask}: expected 0755"
+    );
+}
+
+#[test]
+fn fifo_modes_are_exact_under_umask_077() {
+    check_modes_under_umask("077");
+}
+
+#[test]
+fn fifo_modes_are_exact_under_umask_000() {
+    check_modes_under_umask("000");
+}
+
+#[test]
+fn ready_is_sent_only_when_every_fifo_exists() {
+    let d = Daemon::start(MODES);
+    for name in [
+        "alerts",
+        "events",
+        "open",
+        "alerts.tail",
+        "events.tail",
+        "open.tail",
+    ] {
+        let md = fs::symlink_metadata(d.path(name))
+            .unwrap_or_else(|e| panic!("after READY=1, {name} is missing: {e}"));
+        assert!(
+            md.file_type().is_fifo(),
+            "after READY=1, {name} is not a FIFO"
+        );
+    }
+}
+
+#[test]
+fn group_is_applied_to_every_fifo() {
+    if !require_root("group_is_applied_to_every_fifo") {
+        return;
+    }
+    // Any non-root group that exists here will do.
+    let groups = fs::read_to_string("/etc/group").unwrap_or_default();
+    let Some((name, gid)) = groups.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        let gid: u32 = f.get(2)?.parse().ok()?;
+        (gid != 0).then(|| (f[0].to_owned(), gid))
+    }) else {
+        eprintln!("skipping group_is_applied_to_every_fifo: no non-root group in /etc/group");
+        return;
+    };
+    let d = Daemon::start(&format!("group = \"{name}\"\n{MODES}"));
+    for fifo in [
+        "alerts",
+        "events",
+        "open",
+        "alerts.tail",
+        "events.tail",
+        "open.tail",
+    ] {
+        let md = fs::symlink_metadata(d.path(fifo)).unwrap();
+        assert_eq!(md.gid(), gid, "group of {fifo}: expected {name} ({gid})");
+    }
+    assert_fifo(&d.path("alerts"), 0o620);
+    assert_fifo(&d.path("alerts.tail"), 0o640);
+}
+
+const SIMPLE: &str = r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+"#;
+
+/// Starts a daemon that must refuse with 73 and name `path` in stderr.
+/// Returns the exited daemon, which keeps the temp dir alive for checks.
+fn assert_refused_73(s: Setup, path: &Path, what: &str) -> Daemon {
+    let d = s.spawn();
+    d.assert_exit_code(73, what);
+    let err = d.stderr();
+    assert!(
+        err.contains(&path.display().to_string()),
+        "{what}: expected stderr to name {}, got:\n{err}",
+        path.display()
+    );
+    d
+}
+
+#[test]
+fn regular_file_at_fifo_name_is_refused_with_73_and_left_untouched() {
+    let s = Setup::new(SIMPLE);
+    make_dir(&s);
+    let target = s.dir.join("alerts");
+    fs::write(&target, "precious\n").unwrap();
+    let before = fs::metadata(&target).unwrap();
+
+    let _d = assert_refused_73(s, &target, "regular file at an input name");
+
+    let after = fs::symlink_metadata(&target).expect("the file must survive");
+    assert!(after.file_type().is_file(), "expected still a regular file");
+    assert_eq!(
+        fs::read_to_string(&target).unwrap(),
+        "precious\n",
+        "content changed"
+    );
+    assert_eq!(
+        after.modified().unwrap(),
+        before.modified().unwrap(),
+        "mtime changed"
+    );
+    assert_eq!(after.ino(), before.ino(), "file replaced");
+}
+
+#[test]
+fn symlink_at_fifo_name_is_refused_with_73_and_target_untouched() {
+    let s = Setup::new(SIMPLE);
+    make_dir(&s);
+    let outside = s.root.join("outside.txt");
+    fs::write(&outside, "outside\n").unwrap();
+    let before = fs::metadata(&outside).unwrap();
+    let link = s.dir.join("alerts.tail");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+
+    let _d = assert_refused_73(s, &link, "symlink at a subscriber name");
+
+    let md = fs::symlink_metadata(&link).expect("the symlink must survive");
+    assert!(md.file_type().is_symlink(), "expected still a symlink");
+    assert_eq!(
+        fs::read_link(&link).unwrap(),
+        outside,
+        "symlink target changed"
+    );
+    let after = fs::symlink_metadata(&outside).unwrap();
+    assert!(
+        after.file_type().is_file(),
+        "target is no longer a regular file"
+    );
+    assert_eq!(
+        fs::read_to_string(&outside).unwrap(),
+        "outside\n",
+        "target content changed"
+    );
+    assert_eq!(
+        after.modified().unwrap(),
+        before.modified().unwrap(),
+        "target mtime changed"
+    );
+    assert_eq!(
+        mode_of(&outside),
+        before.mode() & 0o7777,
+        "target mode changed"
+    );
+}
+
+#[test]
+fn directory_at_fifo_name_is_refused_with_73_and_left_untouched() {
+    let s = Setup::new(SIMPLE);
+    make_dir(&s);
+    let target = s.dir.join("alerts");
+    fs::create_dir(&target).unwrap();
+    fs::write(target.join("keep"), "keep\n").unwrap();
+    let before = fs::metadata(&target).unwrap();
+
+    let _d = assert_refused_73(s, &target, "directory at an input name");
+
+    let after = fs::symlink_metadata(&target).expect("the directory must survive");
+    assert!(after.file_type().is_dir(), "expected still a directory");
+    assert_eq!(
+        after.modified().unwrap(),
+        before.modified().unwrap(),
+        "mtime changed"
+    );
+    assert_eq!(fs::read_to_string(target.join("keep")).unwrap(), "keep\n");
+}
+
+#[test]
+fn group_or_world_writable_dir_is_refused_with_73() {
+    for mode in [0o775, 0o757, 0o1777] {
+        let s = Setup::new(SIMPLE);
+        fs::create_dir(&s.dir).unwrap();
+        fs::set_permissions(&s.dir, fs::Permissions::from_mode(mode)).unwrap();
+        let dir = s.dir.clone();
+        let _d = assert_refused_73(s, &dir, &format!("dir with mode {mode:04o}"));
+        assert_eq!(
+            mode_of(&dir),
+            mode,
+            "the daemon must not chmod a refused dir"
+        );
+        assert_absent(&dir.join("alerts"), "nothing is created in a refused dir");
+    }
+}
+
+#[test]
+fn dir_that_is_a_symlink_is_refused_with_73() {
+    let s = Setup::new(SIMPLE);
+    let real = s.root.join("real");
+    fs::create_dir(&real).unwrap();
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&real, &s.dir).unwrap();
+    let dir = s.dir.clone();
+
+    let _d = assert_refused_73(s, &dir, "dir is a symlink");
+
+    assert!(fs::symlink_metadata(&dir).unwrap().file_type().is_symlink());
+    let entries: Vec<_> = fs::read_dir(&real).unwrap().collect();
+    assert!(
+        entries.is_empty(),
+        "nothing may be created through a symlinked dir, found {entries:?}"
+    );
+}
+
+#[test]
+fn dir_owned_by_another_user_is_refused_with_73() {
+    if !require_root("dir_owned_by_another_user_is_refused_with_73") {
+        return;
+    }
+    let s = Setup::new(SIMPLE);
+    make_dir(&s);
+    std::os::unix::fs::chown(&s.dir, Some(65534), Some(65534)).unwrap();
+    let dir = s.dir.clone();
+    let _d = assert_refused_73(s, &dir, "dir owned by uid 65534");
+    assert_absent(&dir.join("alerts"), "nothing is created in a refused dir");
+}
+
+#[test]
+fn stale_fifo_is_replaced_by_a_fresh_inode_without_stale_data() {
+    let s = Setup::new(SIMPLE);
+    make_dir(&s);
+    let path = s.dir.join("alerts");
+    rustix::fs::mkfifoat(CWD, &path, Mode::from_raw_mode(0o600)).unwrap();
+    // Keep the old inode alive (so its number cannot be reused) and put
+    // stale data and a stale writer on it.
+    let old_reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(&path)
+        .unwrap();
+    let mut old_writer = open_fifo_writer(&path);
+    old_writer.write_all(b"stale\n").unwrap();
+    let old_ino = old_reader.metadata().unwrap().ino();
+
+    let d = s.start();
+    assert_fifo(&path, 0o620);
+    assert_ne!(
+        inode(&path),
+        old_ino,
+        "expected a fresh inode at {}",
+        path.display()
+    );
+
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    d.write("alerts", b"fresh\n");
+    r.wait_data_lines(1);
+    assert_eq!(
+        text_lines(&r.bytes()),
+        ["fresh"],
+        "stale data must not be delivered"
+    );
+    drop(old_writer);
+}
+
+#[test]
+fn second_instance_on_same_dir_exits_75_and_first_keeps_working() {
+    let d = Daemon::start(SIMPLE);
+    let inodes = [inode(&d.path("alerts")), inode(&d.path("alerts.tail"))];
+    let cfg = d.setup.config.to_str().unwrap().to_owned();
+
+    let out = d.setup.run(&["--config", &cfg]);
+    out.assert_code(75, "second instance on the same dir");
+
+    d.assert_running("after a second instance was refused");
+    assert_eq!(
+        [inode(&d.path("alerts")), inode(&d.path("alerts.tail"))],
+        inodes,
+        "the second instance must not touch the first one's FIFOs"
+    );
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    d.write("alerts", b"still here\n");
+    r.wait_data_lines(1);
+    assert_eq!(text_lines(&r.bytes()), ["still here"]);
+}
+
+// ---------------------------------------------------------------------------
+// Config checking and command line.
+
+/// Runs `--check` on `body` and asserts exit 78 with `CONFIG:LINE:COL:` for
+/// the line containing one of `offending`, and `key` named in stderr.
+fn assert_config_error(body: &str, offending: &[&str], key: &str) {
+    let s = Setup::new(body);
+    let lines: Vec<usize> = offending.iter().map(|o| s.line_of(o)).collect();
+    let out = s.check();
+    out.assert_code(78, &format!("--check on config with bad {key}"));
+    let cfg = s.config.display().to_string();
+    let located = lines.iter().any(|line| {
+        let prefix = format!("{cfg}:{line}:");
+        out.stderr.match_indices(&prefix).any(|(i, m)| {
+            let rest = &out.stderr[i + m.len()..];
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            digits > 0 && rest[digits..].starts_with(':')
+        })
+    });
+    assert!(
+        located,
+        "expected stderr to locate the error as {cfg}:LINE:COL: with LINE in {lines:?}, got:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(key),
+        "expected stderr to name {key:?}, got:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn check_rejects_unknown_key() {
+    assert_config_error(
+        "[inputs.alerts]\nmode = 0o620\ncolour = \"red\"\n",
+        &["colour"],
+        "colour",
+    );
+}
+
+#[test]
+fn check_rejects_unknown_broker_key() {
+    assert_config_error(
+        "max_line_byte = 10\n[inputs.alerts]\n",
+        &["max_line_byte"],
+        "max_line_byte",
+    );
+}
+
+#[test]
+fn check_rejects_wrong_type() {
+    assert_config_error(
+        "[inputs.alerts]\n\n[subscribers.t]\nfrom = [\"alerts\"]\nbuffer_bytes = \"big\"\n",
+        &["buffer_bytes"],
+        "buffer_bytes",
+    );
+}
+
+#[test]
+fn check_rejects_mode_with_special_bits() {
+    assert_config_error("[inputs.alerts]\nmode = 0o1777\n", &["mode ="], "mode");
+}
+
+#[test]
+fn check_rejects_symbolic_mode_string() {
+    assert_config_error(
+        "[inputs.alerts]\n\n[subscribers.t]\nfrom = [\"alerts\"]\nmode = \"rw\"\n",
+        &["mode ="],
+        "mode",
+    );
+}
+
+#[test]
+fn check_rejects_from_naming_no_input() {
+    assert_config_error(
+        "[inputs.alerts]\n\n[subscribers.t]\nfrom = [\"nosuch\"]\n",
+        &["nosuch"],
+        "nosuch",
+    );
+}
+
+#[test]
+fn check_rejects_empty_from() {
+    assert_config_error(
+        "[inputs.alerts]\n\n[sinks.s]\npath = \"s.log\"\nfrom = []\n",
+        &["from = []"],
+        "from",
+    );
+}
+
+#[test]
+fn check_rejects_bad_name() {
+    assert_config_error("[inputs.\"a/b\"]\n", &["a/b"], "a/b");
+}
+
+#[test]
+fn check_rejects_same_name_for_input_and_subscriber() {
+    assert_config_error(
+        "[inputs.alerts]\n\n[subscribers.alerts]\nfrom = [\"alerts\"]\n",
+        &["[inputs.alerts]", "[subscribers.alerts]"],
+        "alerts",
+    );
+}
+
+#[test]
+fn check_rejects_invalid_toml_syntax() {
+    let s = Setup::new("[inputs.alerts]\nmode = 0o620 oops\n");
+    let line = s.line_of("oops");
+    let out = s.check();
+    out.assert_code(78, "--check on invalid TOML");
+    let want = format!("{}:{line}:", s.config.display());
+    assert!(
+        out.stderr.contains(&want),
+        "expected stderr to contain {want:?}, got:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn running_with_invalid_config_exits_78() {
+    let s = Setup::new("[inputs.alerts]\nbogus = 1\n");
+    let d = s.spawn();
+    d.assert_exit_code(78, "running with an unknown key");
+    assert!(
+        d.stderr().contains("bogus"),
+        "stderr should name the key:\n{}",
+        d.stderr()
+    );
+    assert_absent(&d.setup.dir.join("alerts"), "no FIFO for an invalid config");
+}
+
+#[test]
+fn glob_matching_nothing_is_only_a_warning() {
+    let s = Setup::new(
+        r#"
+[inputs.alerts]
+
+[subscribers.z]
+from = ["zz*"]
+"#,
+    );
+    let out = s.check();
+    out.assert_code(0, "--check with a glob that matches nothing");
+    assert!(
+        out.stderr.contains("zz*") || out.stdout.contains("zz*"),
+        "expected a warning naming the glob zz*, got:\n{out}"
+    );
+    let d = s.start();
+    d.assert_running("with a glob that matches nothing");
+}
+
+#[test]
+fn check_on_good_config_names_every_fifo_and_creates_nothing() {
+    let s = Setup::new(
+        r#"
+[inputs.alpha]
+mode = 0o600
+
+[inputs.beta]
+
+[subscribers.watch]
+from = ["alpha"]
+mode = 0o644
+
+[sinks.archive]
+path = "archive.log"
+from = ["*"]
+"#,
+    );
+    let out = s.check();
+    out.assert_code(0, "--check on a good config");
+    let line_with = |needle: &str| -> &str {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("expected a --check line containing {needle:?}, got:\n{out}"))
+    };
+    line_with(&format!("dir: {}", s.dir.display()));
+    line_with(&format!("log_dir: {}", s.log_dir.display()));
+    for (name, mode) in [("alpha", "0600"), ("beta", "0620"), ("watch", "0644")] {
+        let l = line_with(&s.dir.join(name).display().to_string());
+        assert!(
+            l.contains(mode),
+            "--check line for {name}: expected mode {mode}, got {l:?}"
+        );
+    }
+    let watch = line_with(&s.dir.join("watch").display().to_string());
+    assert!(
+        watch.contains("alpha"),
+        "--check line for watch should show its route: {watch:?}"
+    );
+    line_with(&s.log_dir.join("archive.log").display().to_string());
+    assert_absent(&s.dir, "--check must not create the dir");
+}
+
+#[test]
+fn bad_command_line_exits_64() {
+    for args in [
+        &["--bogus"][..],
+        &["--config"][..],
+        &["--check", "--config"][..],
+        &["stray-argument"][..],
+    ] {
+        let out = util::run_binary(args, TIMEOUT);
+        out.assert_code(64, &format!("fifo-broker {args:?}"));
+    }
+}
+
+#[test]
+fn version_and_help_exit_0() {
+    let out = util::run_binary(&["--version"], TIMEOUT);
+    out.assert_code(0, "--version");
+    assert!(
+        out.stdout.contains(env!("CARGO_PKG_VERSION")),
+        "--version should print {}, got:\n{out}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let out = util::run_binary(&["--help"], TIMEOUT);
+    out.assert_code(0, "--help");
+    assert!(
+        out.stdout.contains("--config"),
+        "--help should mention --config:\n{out}"
+    );
+}
+
+#[test]
+fn missing_config_file_is_reported_by_name() {
+    let s = Setup::new("");
+    let missing = s.root.join("nope.toml");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        &["--config", missing][..],
+        &["--check", "--config", missing][..],
+    ] {
+        let out = s.run(args);
+        assert!(
+            matches!(out.status.code(), Some(78) | Some(1)),
+            "fifo-broker {args:?}: expected exit 78 (or 1), got:\n{out}"
+        );
+        assert!(
+            out.stderr.contains(missing),
+            "fifo-broker {args:?}: stderr should name {missing}:\n{out}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stopping.
+
+#[test]
+fn sigterm_exits_0_and_removes_every_fifo() {
+    let d = Daemon::start(MODES);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+
+    d.signal(Signal::TERM);
+    d.wait_notify("STOPPING=1", TIMEOUT);
+    d.assert_exit_code(0, "SIGTERM");
+    for name in [
+        "alerts",
+        "events",
+        "open",
+        "alerts.tail",
+        "events.tail",
+        "open.tail",
+    ] {
+        assert_absent(&d.path(name), "after SIGTERM");
+    }
+    let mut r = r;
+    eventually(TIMEOUT, || {
+        if r.exited() {
+            Ok(())
+        } else {
+            Err("expected an attached reader to get EOF when the daemon stops".to_owned())
+        }
+    });
+}
+
+#[test]
+fn sigint_exits_0_and_removes_every_fifo() {
+    let d = Daemon::start(SIMPLE);
+    d.signal(Signal::INT);
+    d.assert_exit_code(0, "SIGINT");
+    assert_absent(&d.path("alerts"), "after SIGINT");
+    assert_absent(&d.path("alerts.tail"), "after SIGINT");
+}
+
+#[test]
+fn fifo_paths_replaced_behind_the_daemon_are_left_alone_on_stop() {
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+[inputs.events]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+"#,
+    );
+    let tail = d.path("alerts.tail");
+    fs::remove_file(&tail).unwrap();
+    fs::write(&tail, "mine\n").unwrap();
+    let events = d.path("events");
+    fs::remove_file(&events).unwrap();
+    rustix::fs::mkfifoat(CWD, &events, Mode::from_raw_mode(0o600)).unwrap();
+    let events_ino = inode(&events);
+
+    d.signal(Signal::TERM);
+    d.assert_exit_code(0, "SIGTERM");
+
+    assert_eq!(
+        fs::read_to_string(&tail).unwrap_or_else(|e| panic!("{} was removed: {e}", tail.display())),
+        "mine\n",
+        "a regular file at a FIFO's path must be left alone"
+    );
+    assert_eq!(
+        inode(&events),
+        events_ino,
+        "someone else's FIFO at an input's path must be left alone"
+    );
+    assert_absent(&d.path("alerts"), "the daemon's own FIFO");
+}
+
+#[test]
+fn sink_rotates_at_max_bytes_and_keeps_at_most_keep_files() {
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[sinks.archive]
+path = "archive.log"
+from = ["alerts"]
+format = "{line}"
+max_bytes = 1000
+keep = 2
+"#,
+    );
+    const N: usize = 100;
+    let line = |i: usize| format!("line-{i:03}-{}", "r".repeat(40));
+    for i in 0..N {
+        d.write("alerts", format!("{}\n", line(i)).as_bytes());
+    }
+    let files: Vec<PathBuf> = ["archive.log.2", "archive.log.1", "archive.log"]
+        .iter()
+        .map(|n| d.log_path(n))
+        .collect();
+    let read_all = || -> Vec<String> {
+        files
+            .iter()
+            .flat_map(|f| text_lines(&fs::read(f).unwrap_or_default()))
+            .collect()
+    };
+    eventually(TIMEOUT, || {
+        let all = read_all();
+        if all.last() == Some(&line(N - 1)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected the last line in the sink files, got {:?}",
+                all.last()
+            ))
+        }
+    });
+    d.wait_counters("sink wrote every line", |c| {
+        c.sink("archive", "lines_out") >= N as u64
+    });
+    assert!(
+        fs::metadata(&files[0]).is_ok(),
+        "expected archive.log.2 after rotation"
+    );
+    assert!(
+        fs::metadata(&files[1]).is_ok(),
+        "expected archive.log.1 after rotation"
+    );
+    assert_absent(&d.log_path("archive.log.3"), "keep = 2");
+    for f in &files {
+        let len = fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            len <= 1000 + 60,
+            "{}: expected about max_bytes (1000), got {len}",
+            f.display()
+        );
+    }
+    // What is kept is an unbroken, ordered tail of what was written.
+    let all = read_all();
+    let first: usize = all[0][5..8].parse().expect("line number");
+    let want: Vec<String> = (first..N).map(line).collect();
+    assert_eq!(
+        all, want,
+        "rotated files should hold lines {first}..{N} in order"
+    );
+}
+
+#[test]
+fn sigterm_delivers_every_line_written_before_it() {
+    const N: usize = 50_000;
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+when_full = "block"
+
+[sinks.raw]
+path = "raw.log"
+from = ["alerts"]
+format = "{line}"
+"#,
+    );
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    {
+        let mut f = d.open_writer("alerts");
+        write_numbered(&mut f, "n", N, 100);
+    }
+    d.signal(Signal::TERM);
+    d.assert_exit_code(0, "SIGTERM with lines in flight");
+
+    let sink = text_lines(&fs::read(d.log_path("raw.log")).unwrap_or_default());
+    assert_numbered(&sink, "n", N, "sink after SIGTERM");
+    let sub = r.wait_data_lines(N);
+    let sub: Vec<String> = sub
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    assert_numbered(&sub, "n", N, "attached subscriber after SIGTERM");
+}
+
+// ---------------------------------------------------------------------------
+// Reload, watchdog, journal.
+
+#[test]
+fn sighup_with_invalid_config_keeps_the_old_config_running() {
+    let mut d = Daemon::start(SIMPLE);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+
+    d.rewrite_config("[inputs.alerts]\nmode = 0o620 oops\n");
+    let line = d.setup.line_of("oops");
+    let located = format!("{}:{line}:", d.setup.config.display());
+    d.signal(Signal::HUP);
+    d.wait_notify("RELOADING=1", TIMEOUT);
+    eventually(TIMEOUT, || {
+        if d.stderr().contains(&located) {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected the reload error located at {located} in the log"
+            ))
+        }
+    });
+    d.assert_running("after a reload with an invalid config");
+    eventually(TIMEOUT, || {
+        let notes = d.notes();
+        if notes
+            .iter()
+            .any(|n| n.contains("STATUS=") && n.contains(&format!(":{line}:")))
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected STATUS= to carry the error at line {line}, got {notes:?}"
+            ))
+        }
+    });
+
+    d.write("alerts", b"still routed\n");
+    r.wait_data_lines(1);
+    assert_eq!(
+        text_lines(&r.bytes()),
+        ["still routed"],
+        "old config after a failed reload"
+    );
+    assert_fifo(&d.path("alerts"), 0o620);
+}
+
+#[test]
+fn sighup_applies_added_removed_and_changed_fifos_keeping_unchanged_ones_open() {
+    let mut d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+
+[subscribers."old.tail"]
+from = ["alerts"]
+"#,
+    );
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    let kept = [inode(&d.path("alerts")), inode(&d.path("alerts.tail"))];
+
+    d.rewrite_config(
+        r#"
+[inputs.alerts]
+[inputs.events]
+
+[subscribers."alerts.tail"]
+from = ["alerts", "events"]
+mode = 0o600
+
+[subscribers."events.tail"]
+from = ["events"]
+"#,
+    );
+    d.signal(Signal::HUP);
+    d.wait_notify("RELOADING=1", TIMEOUT);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    let reloading = d
+        .notes()
+        .into_iter()
+        .find(|n| n.lines().any(|l| l == "RELOADING=1"))
+        .unwrap();
+    assert!(
+        reloading.contains("MONOTONIC_USEC="),
+        "RELOADING=1 should come with MONOTONIC_USEC=, got {reloading:?}"
+    );
+
+    assert_fifo(&d.path("events"), 0o620);
+    assert_fifo(&d.path("events.tail"), 0o640);
+    assert_absent(&d.path("old.tail"), "subscriber removed by reload");
+    assert_fifo(&d.path("alerts.tail"), 0o600);
+    assert_eq!(
+        [inode(&d.path("alerts")), inode(&d.path("alerts.tail"))],
+        kept,
+        "unchanged FIFOs must be kept, not recreated"
+    );
+    // The reader attached before the reload stays attached, and the new
+    // route is live.
+    d.write("alerts", b"from alerts\n");
+    d.write("events", b"from events\n");
+    r.wait_data_lines(2);
+    let got: BTreeSet<String> = text_lines(&r.bytes()).into_iter().collect();
+    assert_eq!(
+        got,
+        ["from alerts", "from events"].map(String::from).into(),
+        "reader attached before the reload"
+    );
+}
+
+#[test]
+fn sighup_reopens_sink_files_after_logrotate_moved_them() {
+    let d = Daemon::start(ONE_SUB_RAW_SINK);
+    d.write("alerts", b"before\n");
+    wait_file_lines(&d.log_path("raw.log"), 1);
+    let moved = d.log_path("raw.log.moved");
+    fs::rename(d.log_path("raw.log"), &moved).unwrap();
+
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    d.write("alerts", b"after\n");
+    let now = wait_file_lines(&d.log_path("raw.log"), 1);
+    assert_eq!(now, ["after"], "new raw.log after SIGHUP");
+    assert_eq!(
+        text_lines(&fs::read(&moved).unwrap()),
+        ["before"],
+        "the moved file keeps only what was written before the reopen"
+    );
+}
+
+#[test]
+fn sighup_recreates_a_fifo_deleted_behind_the_daemons_back() {
+    let d = Daemon::start(SIMPLE);
+    fs::remove_file(d.path("alerts.tail")).unwrap();
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    assert_fifo(&d.path("alerts.tail"), 0o640);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+}
+
+#[test]
+fn watchdog_is_pinged_when_systemd_asks() {
+    let d = Setup::new(SIMPLE).env("WATCHDOG_USEC", "200000").start();
+    let first = d.notes().len();
+    d.wait_notify_n("WATCHDOG=1", 2, TIMEOUT);
+    assert!(
+        d.notes().len() > first,
+        "expected WATCHDOG=1 pings after READY=1"
+    );
+}
+
+#[test]
+fn journal_stream_gives_priority_prefixes_and_no_timestamps() {
+    let d = Setup::new(SIMPLE).journal_stream().start();
+    d.counters();
+    let err = d.stderr();
+    for line in err.lines().filter(|l| !l.is_empty()) {
+        let b = line.as_bytes();
+        let prefixed = b.len() > 3 && b[0] == b'<' && b[1].is_ascii_digit() && b[2] == b'>';
+        assert!(
+            prefixed,
+            "under JOURNAL_STREAM every log line should start with <N>: {line:?}"
+        );
+        let rest = &line[3..];
+        let stamped = rest.starts_with('[') && rest[1..].starts_with(|c: char| c.is_ascii_digit());
+        assert!(
+            !stamped,
+            "under JOURNAL_STREAM lines carry no timestamp: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn reader_waiting_in_open_gets_the_very_next_line() {
+    let d = Daemon::start(SIMPLE);
+    for round in 0..3 {
+        let r = Cat::on(&d, "alerts.tail", &format!("r{round}"));
+        if !r.wait_open_or_waiting(&d.path("alerts.tail")) {
+            eprintln!(
+                "skipping reader_waiting_in_open_gets_the_very_next_line: \
+                 cannot see cat blocked in open() through /proc/PID/wchan"
+            );
+            return;
+        }
+        let line = format!("first-{round}");
+        d.write("alerts", format!("{line}\n").as_bytes());
+        r.wait_data_lines(1);
+        assert_eq!(
+            text_lines(&r.bytes()),
+            [line],
+            "round {round}: a reader waiting in open() must get the next line routed \
+             (after the previous reader was killed)"
+        );
+        drop(r);
+    }
+}
