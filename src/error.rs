@@ -30,7 +30,7 @@ pub enum Error {
     },
 
     /// A system call on a path failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}{}", path.display(), hint(source))]
     Path {
         /// The path the call was about.
         path: PathBuf,
@@ -81,6 +81,20 @@ impl Error {
             path: path.into(),
             source: source.into(),
         }
+    }
+}
+
+/// Advice for the errors an administrator fixes outside the config.
+fn hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::MFILE.raw_os_error() => {
+            " (every input and attached subscriber needs a file descriptor: raise the \
+             open-file limit, e.g. LimitNOFILE= in the unit or `ulimit -n`)"
+        }
+        Some(code) if code == rustix::io::Errno::ACCESS.raw_os_error() => {
+            " (check the ownership and mode of the directory and of the daemon's user)"
+        }
+        _ => "",
     }
 }
 

@@ -369,7 +369,7 @@ impl Output {
                 *backoff = (delay * 2).min(MAX_BACKOFF);
                 if let Some(held) = self.warning.allow() {
                     log::error!(
-                        "sink {}: write to {} failed: {err}; keeping up to {} bytes queued and \
+                        "sink {}: write to {} failed: {err}; {} bytes queued, \
                          retrying in {delay:?}{}",
                         self.name,
                         file.path().display(),
