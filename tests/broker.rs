@@ -1875,3 +1875,76 @@ fn reader_waiting_in_open_gets_the_very_next_line() {
         drop(r);
     }
 }
+
+#[test]
+fn empty_lines_and_carriage_returns_are_delivered_as_lines() {
+    let d = Daemon::start(ONE_SUB_RAW_SINK);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    d.write("alerts", b"a\n\nb\r\n\n");
+    r.wait_data_lines(4);
+    assert_eq!(
+        data_lines(&r.bytes()),
+        [&b"a"[..], b"", b"b\r", b""],
+        "empty lines are lines too"
+    );
+}
+
+#[test]
+fn line_split_across_writes_and_writers_is_joined_until_last_writer_closes() {
+    let d = Daemon::start(ONE_SUB_RAW_SINK);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+
+    let bytes_before = d.counters().input("alerts", "bytes_in");
+    let mut a = d.open_writer("alerts");
+    a.write_all(b"one ").unwrap();
+    a.write_all(b"line\npar").unwrap();
+    // Writer b closes while a still holds the input open: "par" is not yet
+    // a finished tail.
+    d.write("alerts", b"t");
+    d.wait_counters("13 more bytes read", |c| {
+        c.input("alerts", "bytes_in") >= bytes_before + 13
+    });
+    a.write_all(b"ial\n").unwrap();
+    drop(a);
+    r.wait_data_lines(2);
+    assert_eq!(
+        text_lines(&r.bytes()),
+        ["one line", "partial"],
+        "a line written in pieces (by several writers) is one line"
+    );
+}
+
+#[test]
+fn long_line_over_default_limit_is_cut_to_65536_bytes() {
+    let d = Daemon::start(ONE_SUB_RAW_SINK);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    let mut msg = vec![b'L'; 300_000];
+    msg.extend_from_slice(b"\nafter\n");
+    d.write("alerts", &msg);
+    r.wait_data_lines(2);
+    let got = data_lines(&r.bytes());
+    assert_eq!(got.len(), 2, "expected the cut line and `after`");
+    assert_eq!(got[0].len(), 65536, "default max_line_bytes is 65536");
+    assert!(got[0].iter().all(|&b| b == b'L'), "cut line content");
+    assert_eq!(got[1], b"after");
+}
+
+#[test]
+fn sink_path_may_be_absolute() {
+    let s = Setup::new("");
+    let abs = s.root.join("elsewhere.log");
+    let body = format!(
+        "[inputs.alerts]\n\n[sinks.abs]\npath = \"{}\"\nfrom = [\"alerts\"]\nformat = \"{{line}}\"\n",
+        abs.display()
+    );
+    let d = Setup::new(&body).start();
+    d.write("alerts", b"absolute\n");
+    assert_eq!(wait_file_lines(&abs, 1), ["absolute"]);
+    assert_absent(
+        &d.log_path("elsewhere.log"),
+        "absolute path is not under log_dir",
+    );
+}
