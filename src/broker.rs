@@ -391,6 +391,11 @@ impl Broker {
             Err(err) => {
                 log::error!("reload failed, still running the previous config: {err}");
                 self.reload_error = Some(err.to_string());
+                // logrotate sends HUP whatever state the config file is in:
+                // the sink files are reopened all the same.
+                for output in &mut self.outputs {
+                    output.replace_or_reopen_sink(None);
+                }
             }
         }
         notify::send(&[NotifyState::Ready, NotifyState::Status(&self.status())]);

@@ -40,7 +40,9 @@ Options:
   -V, --version      print the version and exit
   -h, --help         print this help and exit
 
-Signals: SIGHUP reopens sink files, SIGTERM/SIGINT stop cleanly, SIGUSR1 logs counters.
+Signals: SIGHUP reloads the config and reopens sink files (a config that
+fails to load keeps the running one), SIGTERM/SIGINT stop cleanly after
+delivering what was written, SIGUSR1 logs counters.
 Exit status: 0 stopped cleanly, 64 bad command line, 78 invalid config,
 73 a FIFO, directory or sink cannot be created safely, 75 another instance
 owns the directory, 1 any other error.

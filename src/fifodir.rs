@@ -179,6 +179,14 @@ impl FifoDir {
                             gid.as_raw()
                         ),
                     ),
+                    Errno::INVAL => Error::refuse(
+                        path(),
+                        format!(
+                            "cannot give it group {}: the group does not exist in the daemon's \
+                             user namespace (PrivateUsers= in the unit?)",
+                            gid.as_raw()
+                        ),
+                    ),
                     other => Error::path(path(), other),
                 })?;
         }

@@ -173,8 +173,12 @@ impl Outbox {
         self.buf.clear();
         self.head = 0;
         self.mid_line = false;
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf.shrink_to(KEEP_CAPACITY);
+        // A queue that is used keeps its allocation (regrowing it on every
+        // burst costs a realloc each time); only memory far beyond what the
+        // output may hold is given back.
+        let keep = KEEP_CAPACITY.max(self.capacity.saturating_mul(2));
+        if self.buf.capacity() > keep {
+            self.buf.shrink_to(keep);
         }
     }
 

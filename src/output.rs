@@ -245,7 +245,7 @@ impl Output {
     /// On reload: switch a sink to a newly opened file (its path changed),
     /// or reopen its file at the same path (logrotate moved it away).
     /// Queued lines stay queued for the file now in use.
-    pub fn replace_or_reopen_sink(&mut self, fresh: Option<SinkFile>, max_bytes: u64, keep: u32) {
+    pub fn replace_or_reopen_sink(&mut self, fresh: Option<SinkFile>) {
         if let Target::Sink { file, .. } = &mut self.target {
             match fresh {
                 Some(fresh) => *file = fresh,
@@ -260,6 +260,12 @@ impl Output {
                     }
                 }
             }
+        }
+    }
+
+    /// Changes a sink's rotation settings.
+    pub fn set_rotation(&mut self, max_bytes: u64, keep: u32) {
+        if let Target::Sink { file, .. } = &mut self.target {
             file.set_rotation(max_bytes, keep);
         }
     }

@@ -1809,6 +1809,37 @@ fn sighup_reopens_sink_files_after_logrotate_moved_them() {
 }
 
 #[test]
+fn sighup_with_a_broken_config_still_reopens_sink_files() {
+    // logrotate's postrotate sends HUP whatever state the config is in.
+    let mut d = Daemon::start(ONE_SUB_RAW_SINK);
+    d.write("alerts", b"before\n");
+    wait_file_lines(&d.log_path("raw.log"), 1);
+    let moved = d.log_path("raw.log.1");
+    fs::rename(d.log_path("raw.log"), &moved).unwrap();
+    d.rewrite_config(&format!("{ONE_SUB_RAW_SINK}bogus = 1\n"));
+
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    d.write("alerts", b"after\n");
+    let now = wait_file_lines(&d.log_path("raw.log"), 1);
+    assert_eq!(
+        now,
+        ["after"],
+        "a new raw.log after SIGHUP, though the reload failed"
+    );
+    assert_eq!(
+        text_lines(&fs::read(&moved).unwrap()),
+        ["before"],
+        "the rotated file keeps only what was written before the reopen"
+    );
+    assert!(
+        d.stderr().contains("reload failed"),
+        "the failed reload is logged:\n{}",
+        d.stderr()
+    );
+}
+
+#[test]
 fn sighup_recreates_a_fifo_deleted_behind_the_daemons_back() {
     let d = Daemon::start(SIMPLE);
     fs::remove_file(d.path("alerts.tail")).unwrap();

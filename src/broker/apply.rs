@@ -230,7 +230,8 @@ impl Broker {
                     old,
                 ) => match (old, prepared.sinks.remove(&o)) {
                     (Some(mut out), fresh) => {
-                        out.replace_or_reopen_sink(fresh, *max_bytes, *keep);
+                        out.replace_or_reopen_sink(fresh);
+                        out.set_rotation(*max_bytes, *keep);
                         Some(out)
                     }
                     (None, Some(file)) => Some(new_output(&oc.name, Target::sink(file))),
