@@ -252,16 +252,23 @@ fn spawn_broker(dir: &Path, config: &Path) -> (Child, Duration) {
         .stderr(File::create(dir.join("broker.stderr")).unwrap())
         .spawn()
         .expect("spawn fifo-broker");
+    let mut child = child;
     let mut buf = [0u8; 4096];
     loop {
-        let n = sock
-            .recv(&mut buf)
-            .expect("no READY=1 from fifo-broker within 60 s");
-        if String::from_utf8_lossy(&buf[..n])
-            .lines()
-            .any(|l| l == "READY=1")
-        {
-            return (child, t0.elapsed());
+        match sock.recv(&mut buf) {
+            Ok(n)
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1") =>
+            {
+                return (child, t0.elapsed());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no READY=1 from fifo-broker within 60 s: {e}");
+            }
         }
     }
 }
