@@ -112,8 +112,21 @@ fn main() {
 struct Scratch(PathBuf);
 
 impl Scratch {
+    /// Under `$FIFO_BENCH_DIR`, else /dev/shm: on tmpfs the sink file's cost
+    /// is the copy into memory, not the disk's writeback, which swings with
+    /// whatever the machine wrote before and would decide the ranking.
     fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("fifo-bench-{tag}-{}", std::process::id()));
+        let base = std::env::var_os("FIFO_BENCH_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let shm = PathBuf::from("/dev/shm");
+                if shm.is_dir() {
+                    shm
+                } else {
+                    std::env::temp_dir()
+                }
+            });
+        let dir = base.join(format!("fifo-bench-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
@@ -535,9 +548,26 @@ fn throughput(args: &Args) {
     let data = sequence_data(args.lines);
     let chunk = (65536 / LINE) * LINE;
     let mut results: Vec<Vec<Run>> = Vec::new();
+    // An unreported warm-up round: the first system to run otherwise pays
+    // for cold caches and page faults the others do not.
+    for system in SYSTEMS {
+        let rig = start(system);
+        let warm = args.lines / 10;
+        let (readers, mut input) = connect(&rig, warm, Check::Sequence, Instant::now());
+        input.write_all(&data[..warm * LINE]).unwrap();
+        for r in readers {
+            r.join().unwrap();
+        }
+        drop(input);
+        let _ = stop(rig, system);
+    }
     for run in 0..args.runs {
-        let mut this = Vec::new();
-        for system in SYSTEMS {
+        // Each run starts with a different system, so none always pays for
+        // the state (page cache, CPU frequency) the one before it left.
+        let mut this: Vec<Option<Run>> = vec![None, None, None];
+        for k in 0..SYSTEMS.len() {
+            let slot = (k + run) % SYSTEMS.len();
+            let system = SYSTEMS[slot];
             let rig = start(system);
             let base = Instant::now();
             let (readers, mut input) = connect(&rig, args.lines, Check::Sequence, base);
@@ -579,8 +609,12 @@ fn throughput(args: &Args) {
                     )
                 }
             );
-            this.push(r);
+            this[slot] = Some(r);
         }
+        let this: Vec<Run> = this
+            .into_iter()
+            .map(|r| r.expect("every system ran"))
+            .collect();
         let tee = this[1].rate;
         let multi = this[2].rate;
         println!(
@@ -643,22 +677,26 @@ fn stats(values: &[f64]) -> (f64, f64, f64) {
 
 fn latency(args: &Args) {
     println!("\n## latency: one stamped line per ms for 2 s, arrival delay at one subscriber");
-    println!("| system | p50 µs | p99 µs | max µs | verified |");
-    println!("|---|---|---|---|---|");
     let lines = 2000;
-    for _run in 0..args.runs.min(1) {
-        for system in SYSTEMS {
+    // Per system: p50, p99, max of each run (µs).
+    let mut results: Vec<Vec<[f64; 3]>> = vec![Vec::new(); SYSTEMS.len()];
+    let mut verified = [true; 3];
+    for run in 0..args.runs {
+        for k in 0..SYSTEMS.len() {
+            let slot = (k + run) % SYSTEMS.len();
+            let system = SYSTEMS[slot];
             let rig = start(system);
             let base = Instant::now();
             let (readers, mut input) = connect(&rig, lines, Check::Stamped, base);
             let t0 = Instant::now();
+            let mut line = Vec::with_capacity(LINE);
             for i in 0..lines {
                 let due = t0 + Duration::from_millis(i as u64);
                 let now = Instant::now();
                 if due > now {
                     thread::sleep(due - now);
                 }
-                let mut line = Vec::with_capacity(LINE);
+                line.clear();
                 let stamp = Instant::now().duration_since(base).as_nanos();
                 write!(line, "{i:012} {stamp:020} ").unwrap();
                 line.resize(LINE - 1, b'x');
@@ -670,22 +708,34 @@ fn latency(args: &Args) {
             let _ = stop(rig, system);
             let mut lat = seen[0].latencies_ns.clone();
             lat.sort_unstable();
-            let pct = |p: f64| {
-                lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-                    .copied()
-                    .unwrap_or(0) as f64
-                    / 1000.0
+            let at = |p: f64| {
+                let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
+                lat.get(i).copied().unwrap_or(0) as f64 / 1000.0
             };
-            let ok = seen.iter().all(|s| s.lines == lines && s.errors == 0);
-            println!(
-                "| {} | {:.0} | {:.0} | {:.0} | {} |",
-                system.name(),
-                pct(0.50),
-                pct(0.99),
-                lat.last().copied().unwrap_or(0) as f64 / 1000.0,
-                if ok { "yes" } else { "NO" }
-            );
+            verified[slot] &= seen.iter().all(|s| s.lines == lines && s.errors == 0);
+            results[slot].push([at(0.50), at(0.99), at(1.0)]);
         }
+    }
+    println!("| system | p50 µs | p99 µs | max µs | p50 / tee | p99 / tee | verified |");
+    println!("|---|---|---|---|---|---|---|");
+    let median_of =
+        |k: usize, i: usize| stats(&results[k].iter().map(|r| r[i]).collect::<Vec<_>>());
+    for (k, system) in SYSTEMS.iter().enumerate() {
+        let (p50, p99, max) = (median_of(k, 0), median_of(k, 1), median_of(k, 2));
+        println!(
+            "| {} | {:.0} ({:.0}–{:.0}) | {:.0} ({:.0}–{:.0}) | {:.0} | {:.2}× | {:.2}× | {} |",
+            system.name(),
+            p50.0,
+            p50.1,
+            p50.2,
+            p99.0,
+            p99.1,
+            p99.2,
+            max.0,
+            p50.0 / median_of(1, 0).0,
+            p99.0 / median_of(1, 1).0,
+            if verified[k] { "yes" } else { "NO" }
+        );
     }
 }
 
