@@ -806,9 +806,8 @@ fn writers(args: &Args) {
 /// and a catch-all sink; returns the child, its READY time and the scratch.
 fn start_many(tag: &str, n_in: usize, n_sub: usize) -> (Child, Duration, Scratch) {
     let scratch = Scratch::new(tag);
-    // FIFOs on tmpfs, as /run is under systemd.
-    let dir = Path::new("/dev/shm").join(format!("fifo-bench-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
+    // FIFOs on tmpfs (Scratch is there), as /run is under systemd.
+    let dir = scratch.0.join("fifos");
     let mut config = format!("[broker]\ndir = {dir:?}\nlog_dir = {:?}\n", scratch.0);
     for i in 0..n_in {
         config += &format!("[inputs.in{i}]\n");
@@ -827,7 +826,7 @@ fn idle() {
     println!("\n## idle: 1,000 inputs + 1,000 subscribers, readers and writers attached, 10 s");
     let (mut child, ready, scratch) = start_many("idle", 1000, 1000);
     let pid = child.id();
-    let dir = Path::new("/dev/shm").join(format!("fifo-bench-idle-{}", std::process::id()));
+    let dir = scratch.0.join("fifos");
     let readers: Vec<File> = (0..1000)
         .map(|i| {
             OpenOptions::new()
@@ -884,7 +883,7 @@ fn scale() {
         "\n## scale: 5,000 inputs + 5,000 subscribers (10,000 FIFOs), one line into each input"
     );
     let (mut child, ready, scratch) = start_many("scale", 5000, 5000);
-    let dir = Path::new("/dev/shm").join(format!("fifo-bench-scale-{}", std::process::id()));
+    let dir = scratch.0.join("fifos");
     let t0 = Instant::now();
     for i in 0..5000 {
         let mut w = OpenOptions::new()

@@ -287,7 +287,7 @@ impl Broker {
             let n = match rustix::io::read(&input.fd, &mut read_buf[carried..carried + *read_size])
             {
                 Ok(0) => {
-                    let reopen = self.stop_deadline.is_none();
+                    let reopen = self.stop_deadline.is_none() && !input.retired;
                     end_of_writers(input, outputs, formats, rendered, &ctx, reopen, i);
                     return;
                 }
@@ -456,7 +456,7 @@ impl Broker {
             output.flush(&ctx);
             let left = output.outbox.discard();
             output.stats.discarded += left;
-            output.stats.lines_out -= left;
+            output.stats.lines_out = output.stats.lines_out.saturating_sub(left);
             lost += left;
             output.sync();
         }

@@ -41,6 +41,9 @@ pub struct Input {
     pub error_warning: RateLimit,
     /// Waiting for a full `block` output to drain before reading again.
     pub stalled: bool,
+    /// Being drained before it goes (removed by a reload, or its FIFO
+    /// replaced): the end of its writers is final, nothing is reopened.
+    pub retired: bool,
 }
 
 /// Splits bytes into lines, truncating those longer than the limit.

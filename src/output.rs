@@ -150,12 +150,13 @@ impl Output {
                     return;
                 }
                 Err(e) => {
-                    self.stats.lines_out -= lines;
                     if !self.failed(e, ctx) {
-                        self.stats.lines_out += lines;
+                        // A sink keeps the lines and retries.
                         self.queue(data, false);
                         return;
                     }
+                    // The reader is gone: these lines were not delivered.
+                    self.stats.lines_out = self.stats.lines_out.saturating_sub(lines);
                 }
             }
         }
@@ -301,7 +302,7 @@ impl Output {
                 let _ = ctx.registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
                 let lost = self.outbox.discard();
                 self.stats.discarded += lost;
-                self.stats.lines_out -= lost;
+                self.stats.lines_out = self.stats.lines_out.saturating_sub(lost);
                 log::debug!(
                     "subscriber {}: reader left; {lost} queued lines discarded",
                     self.name
@@ -314,7 +315,7 @@ impl Output {
         let dropped = self.outbox.push(data, continues_line);
         if dropped > 0 {
             self.stats.dropped += dropped;
-            self.stats.lines_out -= dropped;
+            self.stats.lines_out = self.stats.lines_out.saturating_sub(dropped);
             if let Some(held) = self.warning.allow() {
                 log::warn!(
                     "{} {}: output full ({} bytes queued), dropped {dropped} lines ({} so far){}",

@@ -165,7 +165,8 @@ impl Broker {
             .collect();
         for i in 0..self.inputs.len() {
             if !keep_inputs.contains_key(self.inputs[i].name.as_str()) {
-                let input = &self.inputs[i];
+                let input = &mut self.inputs[i];
+                input.retired = true;
                 let _ = self.dir.remove_if_ours(&input.name, input.fifo);
                 self.read_input(i, usize::MAX);
                 self.deliver_tail(i);
@@ -311,6 +312,7 @@ impl Broker {
                         truncate_warning: RateLimit::default(),
                         error_warning: RateLimit::default(),
                         stalled: false,
+                        retired: false,
                     }
                 }
                 _ => {
@@ -340,9 +342,11 @@ impl Broker {
         self.stalled.clear();
 
         for (i, fd) in swapped {
+            self.inputs[i].retired = true;
             self.read_input(i, usize::MAX);
             self.deliver_tail(i);
             let input = &mut self.inputs[i];
+            input.retired = false;
             let old = std::mem::replace(&mut input.fd, fd);
             let _ = self
                 .poll
