@@ -66,6 +66,11 @@ impl SinkFile {
     pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut chunk = data;
         if self.max_bytes > 0 && self.size + data.len() as u64 > self.max_bytes {
+            // Someone may have truncated the file (logrotate's copytruncate):
+            // ask for the real size before rotating early.
+            self.size = self.file.metadata()?.len();
+        }
+        if self.max_bytes > 0 && self.size + data.len() as u64 > self.max_bytes {
             let mut fits = self.whole_lines_that_fit(data);
             if fits == 0 && self.size > 0 {
                 self.rotate()?;
@@ -197,6 +202,27 @@ mod tests {
         assert_eq!(read("a.log.1"), b"abcd\nefgh\n");
         assert_eq!(read("a.log.2"), b"1234\n5678\n");
         assert!(!dir.join("a.log.3").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_file_is_not_rotated_early() {
+        let dir = temp_dir("truncate");
+        let path = dir.join("a.log");
+        let mut sink = SinkFile::open(&path, 10, 1).unwrap();
+        write_all(&mut sink, b"12345678\n");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        write_all(&mut sink, b"abcd\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcd\n");
+        assert!(
+            !dir.join("a.log.1").exists(),
+            "rotated although the file was truncated"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
