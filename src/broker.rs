@@ -612,14 +612,7 @@ fn end_of_writers(
             let old: OwnedFd = std::mem::replace(&mut input.fd, fresh);
             let _ = ctx.registry.deregister(&mut SourceFd(&old.as_raw_fd()));
             drop(old);
-            if let Err(e) = ctx.registry.register(
-                &mut SourceFd(&input.fd.as_raw_fd()),
-                input_token(i),
-                Interest::READABLE,
-            ) {
-                input.stats.errors += 1;
-                log::error!("input {}: cannot watch the reopened FIFO: {e}", input.name);
-            }
+            register(ctx.registry, &input.fd, input_token(i));
         }
         Err(e) => {
             input.stats.errors += 1;
@@ -633,6 +626,21 @@ fn end_of_writers(
                 );
             }
         }
+    }
+}
+
+/// Watches an input's read end under `token`; a failure is logged (the
+/// input then waits for the next reload or reopen).
+fn register(registry: &mio::Registry, fd: &OwnedFd, token: Token) {
+    if let Err(e) = registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE) {
+        log::error!("cannot watch an input FIFO: {e}");
+    }
+}
+
+/// Moves an input's read end to a new token (after a reload renumbered).
+fn reregister(registry: &mio::Registry, fd: &OwnedFd, token: Token) {
+    if let Err(e) = registry.reregister(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE) {
+        log::error!("cannot watch an input FIFO: {e}");
     }
 }
 

@@ -285,6 +285,14 @@ struct RawSubscriber {
     when_full: Option<Spanned<WhenFull>>,
 }
 
+/// The raw keys subscribers and sinks share.
+struct Common<'r> {
+    from: &'r Spanned<Vec<Spanned<String>>>,
+    format: &'r Option<Spanned<String>>,
+    buffer_bytes: &'r Option<Spanned<i64>>,
+    when_full: &'r Option<Spanned<WhenFull>>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSink {
@@ -462,23 +470,21 @@ impl Validator<'_> {
                 Some(m) => self.mode(m, &format!("{key}.mode"), 0o200)?,
                 None => DEFAULT_SUBSCRIBER_MODE,
             };
-            outputs.push(OutputConfig {
-                name: name.get_ref().clone(),
-                kind: OutputKind::Subscriber { mode },
-                from_patterns: sub
-                    .from
-                    .get_ref()
-                    .iter()
-                    .map(|p| p.get_ref().clone())
-                    .collect(),
-                from: self.routes(&sub.from, &key, &inputs)?,
-                format: self.format(&sub.format, &key, DEFAULT_SUBSCRIBER_FORMAT)?,
-                buffer_bytes: self.buffer_bytes(&sub.buffer_bytes, &key)?,
-                when_full: sub
-                    .when_full
-                    .as_ref()
-                    .map_or(WhenFull::DropNewest, |w| *w.get_ref()),
-            });
+            let common = Common {
+                from: &sub.from,
+                format: &sub.format,
+                buffer_bytes: &sub.buffer_bytes,
+                when_full: &sub.when_full,
+            };
+            let kind = OutputKind::Subscriber { mode };
+            outputs.push(self.output(
+                name,
+                &key,
+                kind,
+                common,
+                DEFAULT_SUBSCRIBER_FORMAT,
+                &inputs,
+            )?);
         }
 
         let mut sink_paths: BTreeMap<PathBuf, &Spanned<String>> = BTreeMap::new();
@@ -504,27 +510,18 @@ impl Validator<'_> {
                 Some(v) => self.integer(v, &format!("{key}.keep"), 0, MAX_KEEP)? as u32,
                 None => DEFAULT_KEEP,
             };
-            outputs.push(OutputConfig {
-                name: name.get_ref().clone(),
-                kind: OutputKind::Sink {
-                    path,
-                    max_bytes,
-                    keep,
-                },
-                from_patterns: sink
-                    .from
-                    .get_ref()
-                    .iter()
-                    .map(|p| p.get_ref().clone())
-                    .collect(),
-                from: self.routes(&sink.from, &key, &inputs)?,
-                format: self.format(&sink.format, &key, DEFAULT_SINK_FORMAT)?,
-                buffer_bytes: self.buffer_bytes(&sink.buffer_bytes, &key)?,
-                when_full: sink
-                    .when_full
-                    .as_ref()
-                    .map_or(WhenFull::DropNewest, |w| *w.get_ref()),
-            });
+            let common = Common {
+                from: &sink.from,
+                format: &sink.format,
+                buffer_bytes: &sink.buffer_bytes,
+                when_full: &sink.when_full,
+            };
+            let kind = OutputKind::Sink {
+                path,
+                max_bytes,
+                keep,
+            };
+            outputs.push(self.output(name, &key, kind, common, DEFAULT_SINK_FORMAT, &inputs)?);
         }
 
         Ok(Config {
@@ -538,6 +535,35 @@ impl Validator<'_> {
             inputs,
             outputs,
             warnings: self.warnings,
+        })
+    }
+
+    /// The settings subscribers and sinks share, checked.
+    fn output(
+        &mut self,
+        name: &Spanned<String>,
+        key: &str,
+        kind: OutputKind,
+        common: Common<'_>,
+        default_format: &str,
+        inputs: &[InputConfig],
+    ) -> Result<OutputConfig, ConfigError> {
+        Ok(OutputConfig {
+            name: name.get_ref().clone(),
+            kind,
+            from_patterns: common
+                .from
+                .get_ref()
+                .iter()
+                .map(|p| p.get_ref().clone())
+                .collect(),
+            from: self.routes(common.from, key, inputs)?,
+            format: self.format(common.format, key, default_format)?,
+            buffer_bytes: self.buffer_bytes(common.buffer_bytes, key)?,
+            when_full: common
+                .when_full
+                .as_ref()
+                .map_or(WhenFull::DropNewest, |w| *w.get_ref()),
         })
     }
 

@@ -16,10 +16,9 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use mio::unix::SourceFd;
-use mio::Interest;
 use rustix::fs::OFlags;
 
-use super::{input_token, output_token, read_size, Broker};
+use super::{input_token, output_token, read_size, register, reregister, Broker};
 use crate::config::{Config, OutputKind};
 use crate::error::{Error, Result};
 use crate::fifodir::FifoId;
@@ -385,17 +384,5 @@ fn new_output(name: &str, target: Target) -> Output {
         stats: OutputStats::default(),
         warning: RateLimit::default(),
         token: mio::Token(0),
-    }
-}
-
-fn register(registry: &mio::Registry, fd: &OwnedFd, token: mio::Token) {
-    if let Err(e) = registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE) {
-        log::error!("cannot watch an input FIFO: {e}");
-    }
-}
-
-fn reregister(registry: &mio::Registry, fd: &OwnedFd, token: mio::Token) {
-    if let Err(e) = registry.reregister(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE) {
-        log::error!("cannot watch an input FIFO: {e}");
     }
 }
