@@ -9,10 +9,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::{Mode, OFlags, CWD};
 use rustix::process::Signal;
@@ -1978,4 +1978,612 @@ fn sink_path_may_be_absolute() {
         &d.log_path("elsewhere.log"),
         "absolute path is not under log_dir",
     );
+}
+
+// ---------------------------------------------------------------------------
+// Lifecycle under load: reloads, stop, restart, resources, systemd protocol.
+
+/// The config of reload `k` in the reload-churn test. Input `stream`, its
+/// subscriber `stream.tail` and its sink `raw` are in every one; around
+/// them, other inputs, subscribers and a (moving) sink come and go.
+/// `stream.tail` is `block` on every even `k`; on odd `k` it uses a drop
+/// policy with a queue bigger than the whole stream, so nothing can be
+/// dropped there either.
+fn churn_config(k: usize) -> String {
+    let (when_full, buffer_bytes) = match k % 4 {
+        0 => ("block", 4096),
+        1 => ("drop-newest", 2 << 20),
+        2 => ("block", 65536),
+        _ => ("drop-oldest", 4 << 20),
+    };
+    let mut c = format!(
+        r#"
+[inputs.stream]
+
+[subscribers."stream.tail"]
+from = ["stream"]
+when_full = "{when_full}"
+buffer_bytes = {buffer_bytes}
+
+[sinks.raw]
+path = "raw.log"
+from = ["stream"]
+format = "{{line}}"
+when_full = "block"
+"#
+    );
+    if k % 2 == 1 {
+        c.push_str("\n[inputs.extra_a]\n\n[subscribers.\"extra_a.tail\"]\nfrom = [\"extra_a\"]\n");
+    }
+    if k % 3 != 0 {
+        c.push_str(&format!(
+            "\n[inputs.extra_b]\n\n[sinks.other]\npath = \"other-{}.log\"\n\
+             from = [\"extra_b\", \"stream\"]\n",
+            k % 2
+        ));
+    }
+    if k % 4 == 2 {
+        c.push_str("\n[subscribers.\"stream.idle\"]\nfrom = [\"stream\"]\nmode = 0o600\n");
+    }
+    c
+}
+
+/// Where `lines` first differs from `000000`, `000001`, ... `{n-1:06}`
+/// (each exactly once, in order), naming the line; None if it does not.
+fn first_seq_problem(lines: &[String], n: usize) -> Option<String> {
+    for (pos, l) in lines.iter().enumerate() {
+        let want = format!("{pos:06}");
+        if *l == want {
+            continue;
+        }
+        return Some(match l.parse::<usize>() {
+            Ok(got) if l.len() == 6 && got < pos => format!(
+                "line {l} duplicated or out of order: it came again at position {pos}, \
+                 where {want} was expected"
+            ),
+            Ok(got) if l.len() == 6 => format!(
+                "line {want} missing: position {pos} holds {l} ({} lines skipped)",
+                got - pos
+            ),
+            _ => format!("foreign or torn line {l:?} at position {pos}, where {want} was expected"),
+        });
+    }
+    match lines.len() {
+        len if len < n => Some(format!(
+            "lines {len:06}..={:06} missing: got only {len} of {n}",
+            n - 1
+        )),
+        len if len > n => Some(format!("{} lines after the last one expected", len - n)),
+        _ => None,
+    }
+}
+
+/// Data lines of `data` without the end marker.
+fn stream_lines(data: &[u8], end: &str) -> Vec<String> {
+    text_lines(data).into_iter().filter(|l| l != end).collect()
+}
+
+#[test]
+fn twenty_reloads_under_load_lose_no_line() {
+    const N: usize = 100_000;
+    const RELOADS: usize = 20;
+    const BATCH: usize = 50;
+    const END: &str = "end-of-stream";
+    let started = Instant::now();
+    let mut d = Daemon::start(&churn_config(0));
+    let r = Cat::on(&d, "stream.tail", "r");
+    d.attach("stream", &[&r]);
+
+    // The writer is paced and kept at most two segments ahead of the
+    // reloads, so every SIGHUP lands while lines are being written.
+    let segment = N / (RELOADS + 1);
+    let written = Arc::new(AtomicUsize::new(0));
+    let reloads_done = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (written, reloads_done) = (written.clone(), reloads_done.clone());
+        let mut f = d.open_writer("stream");
+        thread::spawn(move || {
+            let mut i = 0;
+            while i < N {
+                if i >= (reloads_done.load(Ordering::SeqCst) + 2) * segment {
+                    thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                let end = (i + BATCH).min(N);
+                // One write() of whole lines (350 bytes): atomic on a pipe.
+                let batch: String = (i..end).map(|n| format!("{n:06}\n")).collect();
+                f.write_all(batch.as_bytes()).expect("writing into stream");
+                i = end;
+                written.store(i, Ordering::SeqCst);
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+
+    let mut invalid = 0;
+    let mut written_at_hup = Vec::new();
+    for k in 1..=RELOADS {
+        eventually(TIMEOUT, || {
+            let w = written.load(Ordering::SeqCst);
+            if w >= k * segment || writer.is_finished() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "reload {k}: expected the writer past line {}, it wrote {w}",
+                    k * segment
+                ))
+            }
+        });
+        let body = match k {
+            7 => format!(
+                "{}\n[subscribers.bad]\nfrom = [\"nosuch\"]\n",
+                churn_config(k)
+            ),
+            14 => format!("{}bogus_key = 1\n", churn_config(k)),
+            19 => format!("{}\n[inputs.broken\n", churn_config(k)),
+            _ => churn_config(k),
+        };
+        if matches!(k, 7 | 14 | 19) {
+            invalid += 1;
+        }
+        d.rewrite_config(&body);
+        written_at_hup.push(written.load(Ordering::SeqCst));
+        d.signal(Signal::HUP);
+        d.wait_notify_n("READY=1", k + 1, TIMEOUT);
+        reloads_done.store(k, Ordering::SeqCst);
+        d.assert_running(&format!("after reload {k}"));
+        let status = status_with_ready(&d, k + 1);
+        assert_eq!(
+            status.contains("reload failed"),
+            matches!(k, 7 | 14 | 19),
+            "reload {k}: STATUS= should say \"reload failed\" exactly for the invalid configs, \
+             got {status:?}"
+        );
+    }
+    join_within(writer, Duration::from_secs(30), "writer into stream");
+    d.write("stream", format!("{END}\n").as_bytes());
+
+    let marker = format!("\n{END}\n");
+    let sink_path = d.log_path("raw.log");
+    for (what, read) in [
+        (
+            "subscriber stream.tail",
+            &(|| r.bytes()) as &dyn Fn() -> Vec<u8>,
+        ),
+        ("sink raw", &|| fs::read(&sink_path).unwrap_or_default()),
+    ] {
+        eventually(Duration::from_secs(30), || {
+            let data = read();
+            if data.ends_with(marker.as_bytes()) {
+                return Ok(());
+            }
+            let lines = stream_lines(&data, END);
+            Err(format!(
+                "{what}: expected every line then {END:?}; got {} lines; first problem: {}",
+                lines.len(),
+                first_seq_problem(&lines, N).unwrap_or_else(|| "none yet".to_owned())
+            ))
+        });
+        let lines = stream_lines(&read(), END);
+        if let Some(problem) = first_seq_problem(&lines, N) {
+            panic!(
+                "{what}: expected lines 000000..{:06} exactly once and in order across \
+                 {RELOADS} reloads, got {} lines: {problem}",
+                N - 1,
+                lines.len()
+            );
+        }
+    }
+    let c = d.counters();
+    assert_eq!(
+        c.subscriber("stream.tail", "dropped"),
+        0,
+        "stream.tail dropped:\n{c}"
+    );
+    assert_eq!(c.sink("raw", "dropped"), 0, "sink raw dropped:\n{c}");
+    println!(
+        "twenty_reloads_under_load_lose_no_line: {N} lines x {RELOADS} reloads \
+         ({invalid} invalid; HUPs sent after lines {:?}): \
+         subscriber and sink each got {N}, lost 0, duplicated 0, in {:?}",
+        written_at_hup,
+        started.elapsed()
+    );
+}
+
+#[test]
+fn sigterm_delivers_lines_queued_for_a_slow_reader() {
+    const N: usize = 3_000;
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers."alerts.slow"]
+from = ["alerts"]
+buffer_bytes = 1048576
+
+[sinks.raw]
+path = "raw.log"
+from = ["alerts"]
+format = "{line}"
+"#,
+    );
+    // About 1 KiB per 5 ms, at most ~200 KiB/s: the ~147 KiB written below
+    // take the reader at least 0.7 s, so a queue builds up, yet it drains
+    // well within the default 2 s shutdown timeout.
+    let slow = SlowReader::start(&d.path("alerts.slow"), 1024, Duration::from_millis(5));
+    d.attach("alerts", &[&slow]);
+    let lines_before = d.counters().input("alerts", "lines_in");
+    {
+        let mut f = d.open_writer("alerts");
+        for chunk in (0..N).collect::<Vec<_>>().chunks(20) {
+            let batch: String = chunk.iter().map(|&i| paced_line(i)).collect();
+            f.write_all(batch.as_bytes()).expect("writing");
+        }
+    }
+    d.wait_counters("every line read from the input", |c| {
+        c.input("alerts", "lines_in") >= lines_before + N as u64
+    });
+    let got_before = text_lines(&slow.bytes()).len();
+    assert!(
+        got_before < N,
+        "precondition: expected lines still queued for the slow reader at SIGTERM, \
+         but it already had all {N}"
+    );
+
+    let signalled = Instant::now();
+    d.signal(Signal::TERM);
+    let limit = Duration::from_secs(3);
+    d.wait_notify("STOPPING=1", limit);
+    let st = d.wait_exit(limit.saturating_sub(signalled.elapsed()));
+    let took = signalled.elapsed();
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "SIGTERM with a queue for a slow reader: expected exit 0, got {st:?}\n--- stderr ---\n{}",
+        d.stderr()
+    );
+    assert!(
+        took <= limit,
+        "expected exit within {limit:?} of SIGTERM, took {took:?}"
+    );
+
+    // The reader still drains what is in the pipe, then sees EOF.
+    let got = eventually(TIMEOUT, || {
+        let got = text_lines(&slow.bytes());
+        if got.len() >= N {
+            Ok(got)
+        } else {
+            Err(format!(
+                "slow reader: expected {N} lines after the stop, got {} (had {got_before} at SIGTERM)",
+                got.len()
+            ))
+        }
+    });
+    assert_eq!(
+        whole_increasing(&got, "slow reader"),
+        (0..N).collect::<Vec<_>>(),
+        "slow reader after SIGTERM: lost or reordered lines"
+    );
+    let sink = text_lines(&fs::read(d.log_path("raw.log")).unwrap_or_default());
+    assert_eq!(
+        whole_increasing(&sink, "sink raw"),
+        (0..N).collect::<Vec<_>>(),
+        "sink after SIGTERM: lost or reordered lines"
+    );
+    let left: Vec<String> = fs::read_dir(&d.setup.dir)
+        .expect("reading the FIFO dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "expected every FIFO gone after the stop, found {left:?}"
+    );
+    println!(
+        "sigterm_delivers_lines_queued_for_a_slow_reader: {} of {N} lines queued at SIGTERM, \
+         all delivered, exit after {took:?}",
+        N - got_before
+    );
+}
+
+#[test]
+fn sigkill_then_restart_works() {
+    let first = Daemon::start(ONE_SUB_RAW_SINK);
+    first.signal(Signal::KILL);
+    let st = first.wait_exit(TIMEOUT);
+    assert_eq!(st.code(), None, "expected death by SIGKILL, got {st:?}");
+
+    // The killed daemon left its FIFOs behind. Keep the stale inodes alive
+    // (so their numbers cannot be reused) while the second daemon starts.
+    let fifos = [("alerts", 0o620), ("alerts.tail", 0o640)];
+    let stale: Vec<(File, u64)> = fifos
+        .iter()
+        .map(|(name, _)| {
+            let path = first.path(name);
+            let md = fs::symlink_metadata(&path)
+                .unwrap_or_else(|e| panic!("expected a stale FIFO at {}: {e}", path.display()));
+            assert!(md.file_type().is_fifo(), "{} is not a FIFO", path.display());
+            let pin = OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlags::NONBLOCK.bits() as i32)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("opening stale {}: {e}", path.display()));
+            (pin, md.ino())
+        })
+        .collect();
+
+    let d = first.setup.clone().start();
+    for ((name, mode), (_, old_ino)) in fifos.iter().zip(&stale) {
+        assert_fifo(&d.path(name), *mode);
+        assert_ne!(
+            inode(&d.path(name)),
+            *old_ino,
+            "{name}: expected a fresh inode after restart, got the stale one"
+        );
+    }
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    d.write("alerts", b"after restart\n");
+    r.wait_data_lines(1);
+    assert_eq!(
+        text_lines(&r.bytes()),
+        ["after restart"],
+        "subscriber after restart"
+    );
+    assert_eq!(
+        wait_file_lines(&d.log_path("raw.log"), 1),
+        ["after restart"],
+        "sink after restart"
+    );
+    drop(stale);
+}
+
+const FDS_SMALL: &str = r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+"#;
+
+const FDS_BIG: &str = r#"
+[inputs.alerts]
+[inputs.events]
+
+[subscribers."alerts.tail"]
+from = ["alerts", "events"]
+
+[subscribers."events.tail"]
+from = ["events"]
+
+[sinks.archive]
+path = "archive.log"
+from = ["alerts", "events"]
+"#;
+
+#[test]
+fn fd_count_is_flat_after_twenty_reloads() {
+    let mut d = Daemon::start(FDS_SMALL);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    // The daemon opens a socket for each notification and closes it right
+    // after; take the least of a few samples so such a transient fd is not
+    // counted (a leaked fd shows in every sample).
+    let settled_fds = |d: &Daemon| {
+        d.counters();
+        (0..5)
+            .map(|_| {
+                thread::sleep(Duration::from_millis(20));
+                d.fd_count()
+            })
+            .min()
+            .expect("samples")
+    };
+    let mut readies = 1;
+    let mut reload = |d: &mut Daemon, body: &str| {
+        d.rewrite_config(body);
+        d.signal(Signal::HUP);
+        readies += 1;
+        d.wait_notify_n("READY=1", readies, TIMEOUT);
+        d.write("alerts", format!("after reload {readies}\n").as_bytes());
+    };
+
+    reload(&mut d, FDS_SMALL);
+    let baseline = settled_fds(&d);
+    let baseline_targets = d.fd_targets();
+    for i in 0..20 {
+        reload(&mut d, if i % 2 == 0 { FDS_BIG } else { FDS_SMALL });
+    }
+    let after = settled_fds(&d);
+    assert_eq!(
+        after,
+        baseline,
+        "fd count after 20 reloads (alternating configs, ending on the first one) should \
+         equal the count after the first identical reload\nbefore: {baseline_targets:#?}\n\
+         after: {:#?}",
+        d.fd_targets()
+    );
+    assert!(
+        !d.path("events").exists(),
+        "events removed by the last reload"
+    );
+    r.wait_data_lines(21);
+    println!("fd_count_is_flat_after_twenty_reloads: {baseline} fds before, {after} after");
+}
+
+#[test]
+fn watchdog_pings_at_about_half_of_watchdog_usec() {
+    let d = Setup::new(SIMPLE).env("WATCHDOG_USEC", "200000").start();
+    let is_ping = |n: &str| n.lines().any(|l| l == "WATCHDOG=1");
+    // Pings that arrived while nobody polled the socket are stamped late:
+    // use only those received while the wait below polls (and not the
+    // first of them, which may have been queued before it began).
+    let skip = d.notes().iter().filter(|n| is_ping(n)).count() + 1;
+    d.wait_notify_n("WATCHDOG=1", skip + 7, TIMEOUT);
+    let times: Vec<_> = d
+        .timed_notes()
+        .into_iter()
+        .filter(|(_, n)| is_ping(n))
+        .map(|(t, _)| t)
+        .skip(skip)
+        .take(7)
+        .collect();
+    let mut intervals: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    intervals.sort();
+    let median = intervals[intervals.len() / 2];
+    assert!(
+        (Duration::from_millis(60)..=Duration::from_millis(190)).contains(&median),
+        "WATCHDOG_USEC=200000: expected WATCHDOG=1 about every 100 ms, median interval \
+         {median:?} (sorted intervals {intervals:?})"
+    );
+    println!("watchdog_pings_at_about_half_of_watchdog_usec: median {median:?} of {intervals:?}");
+}
+
+/// `STATUS=` of the `n`th (1-based) notification carrying `READY=1`.
+fn status_with_ready(d: &Daemon, n: usize) -> String {
+    let notes = d.notes();
+    let note = notes
+        .iter()
+        .filter(|note| note.lines().any(|l| l == "READY=1"))
+        .nth(n - 1)
+        .unwrap_or_else(|| panic!("no READY=1 number {n} in {notes:?}"));
+    note.lines()
+        .find_map(|l| l.strip_prefix("STATUS="))
+        .unwrap_or_else(|| panic!("READY=1 number {n} carries no STATUS=: {note:?}"))
+        .to_owned()
+}
+
+#[test]
+fn reload_status_names_the_error_and_recovers() {
+    let mut d = Daemon::start(SIMPLE);
+    d.rewrite_config(&format!(
+        "{SIMPLE}\n[subscribers.\"bad.tail\"]\nfrom = [\"alerts\"]\nmode = \"rw-r-----\"\n"
+    ));
+    let line = d.setup.line_of("rw-r-----");
+    let located = format!("{}:{line}:", d.setup.config.display());
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    let failed = status_with_ready(&d, 2);
+    assert!(
+        failed.contains("reload failed") && failed.contains(&located),
+        "after an invalid reload, expected STATUS= with \"reload failed\" and {located:?}, \
+         got {failed:?}"
+    );
+    d.assert_running("after an invalid reload");
+
+    let after_failure = d.notes().len();
+    d.rewrite_config(&format!(
+        "{SIMPLE}\n[subscribers.\"good.tail\"]\nfrom = [\"alerts\"]\n"
+    ));
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 3, TIMEOUT);
+    let recovered = status_with_ready(&d, 3);
+    assert!(
+        !recovered.contains("reload failed"),
+        "after a valid reload, expected STATUS= without \"reload failed\", got {recovered:?}"
+    );
+    for note in &d.notes()[after_failure..] {
+        for status in note.lines().filter_map(|l| l.strip_prefix("STATUS=")) {
+            assert!(
+                !status.contains("reload failed"),
+                "STATUS= after the valid reload still says the reload failed: {status:?}"
+            );
+        }
+    }
+    assert_fifo(&d.path("good.tail"), 0o640);
+}
+
+#[test]
+fn sigusr1_logs_one_counter_line_per_input_and_output() {
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+[inputs.events]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+
+[subscribers."all.tail"]
+from = ["alerts", "events"]
+
+[sinks.raw]
+path = "raw.log"
+from = ["alerts"]
+format = "{line}"
+"#,
+    );
+    d.write("alerts", b"one\ntwo\n");
+    d.wait_counters("2 lines through alerts", |c| {
+        c.input("alerts", "lines_in") == 2 && c.sink("raw", "lines_out") == 2
+    });
+
+    let offset = d.stderr().len();
+    d.signal(Signal::USR1);
+    eventually(TIMEOUT, || {
+        let n = d.stderr()[offset..].matches("counters: ").count();
+        if n >= 5 {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected 5 `counters:` lines after SIGUSR1, got {n}"
+            ))
+        }
+    });
+    // A reload round trip: whatever SIGUSR1 logs is in the log by then.
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+
+    let log = d.stderr()[offset..].to_owned();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.find("counters: ").map(|at| &l[at + "counters: ".len()..]))
+        .collect();
+    let mut heads: Vec<String> = lines
+        .iter()
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    heads.sort();
+    assert_eq!(
+        heads,
+        [
+            "input alerts",
+            "input events",
+            "sink raw",
+            "subscriber alerts.tail",
+            "subscriber all.tail",
+        ],
+        "one SIGUSR1: expected exactly one counters line per input and output, got:\n{log}"
+    );
+    let keys = |l: &str| -> Vec<String> {
+        l.split_whitespace()
+            .skip(2)
+            .filter_map(|w| w.split_once('=').map(|(k, _)| k.to_owned()))
+            .collect()
+    };
+    for l in &lines {
+        let want: &[&str] = match l.split_whitespace().next() {
+            Some("input") => &["lines_in", "bytes_in", "truncated", "errors"],
+            Some("subscriber") => &[
+                "attached",
+                "lines_out",
+                "bytes_out",
+                "discarded",
+                "dropped",
+                "errors",
+            ],
+            _ => &["lines_out", "bytes_out", "discarded", "dropped", "errors"],
+        };
+        assert_eq!(keys(l), want, "counter fields of {l:?}");
+    }
+    let c = util::Counters::parse(&log);
+    assert_eq!(c.input("alerts", "lines_in"), 2, "{c}");
+    assert_eq!(c.input("alerts", "bytes_in"), 8, "{c}");
+    assert_eq!(c.input("events", "lines_in"), 0, "{c}");
+    assert_eq!(
+        c.subscriber("alerts.tail", "discarded"),
+        2,
+        "no reader: {c}"
+    );
+    assert!(!c.attached("alerts.tail"), "no reader: {c}");
+    assert_eq!(c.sink("raw", "lines_out"), 2, "{c}");
+    assert_eq!(c.sink("raw", "bytes_out"), 8, "{c}");
 }

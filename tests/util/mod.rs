@@ -160,12 +160,17 @@ fn scrub_env(cmd: &mut Command) {
 
 /// A temp dir with a config written into it, ready to start a daemon on.
 ///
+/// Cloning gives another handle on the same temp dir and config (the dir
+/// lives until the last handle drops), e.g. to start a second daemon there
+/// after the first was killed.
+///
 /// The config text given by a test is appended to a `[broker]` header that
 /// sets `dir` and `log_dir` inside the temp dir, so any keys the test puts
 /// before its first table also belong to `[broker]`.
+#[derive(Clone)]
 pub struct Setup {
     /// The temp dir; removed when the last owner drops.
-    _tmp: TempDir,
+    _tmp: Arc<TempDir>,
     /// The temp dir's path.
     pub root: PathBuf,
     /// `<root>/fifos`, the broker's `dir`.
@@ -202,7 +207,7 @@ impl Setup {
         );
         fs::write(&config, &config_text).expect("writing config");
         Setup {
-            _tmp: tmp,
+            _tmp: Arc::new(tmp),
             root,
             dir,
             log_dir,
@@ -261,14 +266,25 @@ impl Setup {
     }
 
     /// Starts the daemon without waiting for readiness (for startup failures).
+    ///
+    /// The first daemon in a temp dir gets `notify.sock`, `daemon.stderr` and
+    /// `daemon.stdout`; a later one (from a cloned [`Setup`]) gets
+    /// `notify.N.sock`, `daemon.N.stderr`, `daemon.N.stdout`.
     pub fn spawn(self) -> Daemon {
-        let notify_path = self.root.join("notify.sock");
+        let name = |n: usize, stem: &str, ext: &str| match n {
+            0 => self.root.join(format!("{stem}.{ext}")),
+            n => self.root.join(format!("{stem}.{n}.{ext}")),
+        };
+        let generation = (0..)
+            .find(|&n| fs::symlink_metadata(name(n, "notify", "sock")).is_err())
+            .expect("a free notify socket name");
+        let notify_path = name(generation, "notify", "sock");
         let notify = UnixDatagram::bind(&notify_path).expect("binding fake NOTIFY_SOCKET");
         notify
             .set_read_timeout(Some(Duration::from_millis(50)))
             .expect("socket timeout");
-        let stderr_path = self.root.join("daemon.stderr");
-        let stdout_path = self.root.join("daemon.stdout");
+        let stderr_path = name(generation, "daemon", "stderr");
+        let stdout_path = name(generation, "daemon", "stdout");
         let cfg = self.config.to_str().expect("utf-8 temp path").to_owned();
         let mut cmd = match &self.umask {
             Some(mask) => {
@@ -303,6 +319,7 @@ impl Setup {
             status: RefCell::new(None),
             notify,
             notes: RefCell::new(Vec::new()),
+            note_times: RefCell::new(Vec::new()),
             stderr_path,
             setup: self,
         }
@@ -323,6 +340,10 @@ pub struct Daemon {
     notify: UnixDatagram,
     /// Every notification datagram received so far.
     notes: RefCell<Vec<String>>,
+    /// When each of `notes` was received (same index). Accurate only for
+    /// datagrams that arrive while a `wait_notify*` call is polling; others
+    /// are stamped when the next wait drains them.
+    note_times: RefCell<Vec<Instant>>,
     /// File that receives the daemon's stderr.
     stderr_path: PathBuf,
 }
@@ -416,6 +437,17 @@ impl Daemon {
         self.notes.borrow().clone()
     }
 
+    /// Notification datagrams received so far, with when each was received
+    /// (see `note_times` for how accurate that is).
+    pub fn timed_notes(&self) -> Vec<(Instant, String)> {
+        self.note_times
+            .borrow()
+            .iter()
+            .copied()
+            .zip(self.notes.borrow().iter().cloned())
+            .collect()
+    }
+
     /// Number of datagrams so far that contain the line `line`.
     fn notes_with(&self, line: &str) -> usize {
         self.notes
@@ -430,6 +462,7 @@ impl Daemon {
         let mut buf = vec![0u8; 65536];
         while let Ok(len) = self.notify.recv(&mut buf) {
             let note = String::from_utf8_lossy(&buf[..len]).into_owned();
+            self.note_times.borrow_mut().push(Instant::now());
             self.notes.borrow_mut().push(note);
         }
     }
@@ -571,6 +604,21 @@ impl Daemon {
         fs::read_dir(format!("/proc/{}/fd", self.pid))
             .expect("reading /proc/PID/fd")
             .count()
+    }
+
+    /// What each open file descriptor of the daemon points at, sorted (for
+    /// messages about fd leaks).
+    pub fn fd_targets(&self) -> Vec<String> {
+        let mut targets: Vec<String> = fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .expect("reading /proc/PID/fd")
+            .flatten()
+            .map(|e| match fs::read_link(e.path()) {
+                Ok(t) => t.display().to_string(),
+                Err(err) => format!("? ({err})"),
+            })
+            .collect();
+        targets.sort();
+        targets
     }
 
     /// utime + stime of the daemon, in clock ticks.
