@@ -233,6 +233,7 @@ impl Broker {
             }
         }
         for i in std::mem::take(&mut self.busy) {
+            self.inputs[i].busy = false;
             self.read_input(i, READS_PER_TURN);
         }
         if !self.stalled.is_empty() {
@@ -330,7 +331,10 @@ impl Broker {
             );
             input.carry.extend_from_slice(framed.tail);
         }
-        self.busy.push(i);
+        if !input.busy {
+            input.busy = true;
+            self.busy.push(i);
+        }
     }
 
     /// Delivers input `i`'s unterminated tail as a line (its writers are

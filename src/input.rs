@@ -41,6 +41,9 @@ pub struct Input {
     pub error_warning: RateLimit,
     /// Waiting for a full `block` output to drain before reading again.
     pub stalled: bool,
+    /// On the broker's busy list: it used its reads for a turn and may have
+    /// more (kept once on the list however often it is read).
+    pub busy: bool,
     /// Being drained before it goes (removed by a reload, or its FIFO
     /// replaced): the end of its writers is final, nothing is reopened.
     pub retired: bool,

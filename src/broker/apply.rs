@@ -311,6 +311,7 @@ impl Broker {
                         truncate_warning: RateLimit::default(),
                         error_warning: RateLimit::default(),
                         stalled: false,
+                        busy: false,
                         retired: false,
                     }
                 }
@@ -324,6 +325,7 @@ impl Broker {
             }
             input.routes = std::mem::take(&mut routes[i]);
             input.stalled = false;
+            input.busy = false;
             inputs.push(input);
         }
         for (_, gone) in old_inputs {
@@ -365,6 +367,9 @@ impl Broker {
             .iter()
             .filter_map(|name| index.get(name.as_str()).copied());
         self.busy = busy.collect();
+        for &i in &self.busy {
+            self.inputs[i].busy = true;
+        }
     }
 
     /// Applies a mode and group to a kept FIFO; failures are logged.
