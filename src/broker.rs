@@ -84,6 +84,9 @@ pub struct Broker {
     inputs: Vec<Input>,
     /// Subscribers and sinks, indexed as in the config.
     outputs: Vec<Output>,
+    /// Indices of the outputs that are sinks (the only ones that retry on a
+    /// timer), so per-turn work does not walk every subscriber.
+    sinks: Vec<usize>,
     /// Distinct output formats; outputs refer to them by index.
     formats: Vec<Format>,
     /// Per format, the current batch rendered through it (reused buffers).
@@ -138,6 +141,7 @@ impl Broker {
             signals,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            sinks: Vec::new(),
             formats: Vec::new(),
             rendered: Vec::new(),
             read_buf: Vec::new(),
@@ -211,9 +215,9 @@ impl Broker {
             return Some(Duration::ZERO);
         }
         let wake = self
-            .outputs
+            .sinks
             .iter()
-            .filter_map(Output::retry_at)
+            .filter_map(|&o| self.outputs[o].retry_at())
             .chain(self.stop_deadline)
             .chain(self.status_due)
             .chain(self.watchdog.map(|_| self.next_watchdog))
@@ -226,7 +230,7 @@ impl Broker {
     /// pings and status refreshes.
     fn end_turn(&mut self, active: bool) {
         let now = Instant::now();
-        for o in 0..self.outputs.len() {
+        for &o in &self.sinks {
             if self.outputs[o].retry_at().is_some_and(|at| at <= now) {
                 let ctx = ctx!(self);
                 self.outputs[o].flush(&ctx);

@@ -333,6 +333,9 @@ impl Broker {
         }
 
         self.inputs = inputs;
+        self.sinks = (0..outputs.len())
+            .filter(|&o| outputs[o].is_sink())
+            .collect();
         self.outputs = outputs;
         self.rendered = vec![Vec::new(); formats.len()];
         self.formats = formats;
