@@ -191,7 +191,8 @@ impl Broker {
                     formats.len() - 1
                 }
             };
-            let old = old_outputs.remove(&(oc.name.clone(), oc.kind_name() == "sink"));
+            let is_sink = matches!(oc.kind, OutputKind::Sink { .. });
+            let old = old_outputs.remove(&(oc.name.clone(), is_sink));
             let target = match (&oc.kind, old) {
                 (OutputKind::Subscriber { mode }, old) => {
                     let fresh = prepared.fifos.remove(&oc.name).map(|(fifo, _)| fifo);
