@@ -192,12 +192,18 @@ fn start(system: System) -> Rig {
                     Err(_) => "pipe_bytes = 1048576\n".to_string(),
                 }
             );
+            // FIFO_BENCH_BUFFER_BYTES=N sets every output's buffer_bytes.
+            let buffer = std::env::var("FIFO_BENCH_BUFFER_BYTES")
+                .map(|v| format!("buffer_bytes = {v}\n"))
+                .unwrap_or_default();
             for k in 1..=SUBSCRIBERS {
-                config += &format!("[subscribers.s{k}]\nfrom = [\"in\"]\nwhen_full = \"block\"\n");
+                config += &format!(
+                    "[subscribers.s{k}]\nfrom = [\"in\"]\nwhen_full = \"block\"\n{buffer}"
+                );
             }
             config += &format!(
                 "[sinks.sink]\npath = {sink:?}\nfrom = [\"in\"]\nformat = \"{{line}}\"\n\
-                 when_full = \"block\"\nmax_bytes = 0\n"
+                 when_full = \"block\"\nmax_bytes = 0\n{buffer}"
             );
             let path = scratch.0.join("broker.toml");
             fs::write(&path, config).unwrap();
