@@ -156,12 +156,7 @@ impl Broker {
             .collect();
 
         // Inputs that are gone: no new writers, deliver what they hold.
-        let keep_inputs: HashMap<&str, usize> = config
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.as_str(), i))
-            .collect();
+        let keep_inputs = index_by_name(config.inputs.iter().map(|c| c.name.as_str()));
         for i in 0..self.inputs.len() {
             if !keep_inputs.contains_key(self.inputs[i].name.as_str()) {
                 let input = &mut self.inputs[i];
@@ -361,12 +356,7 @@ impl Broker {
         }
         // Inputs held back by a full output under the old routes are read
         // again next turn; the others get events as usual.
-        let index: HashMap<&str, usize> = self
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| (input.name.as_str(), i))
-            .collect();
+        let index = index_by_name(self.inputs.iter().map(|i| i.name.as_str()));
         let busy = stalled_names
             .iter()
             .filter_map(|name| index.get(name.as_str()).copied());
@@ -382,6 +372,11 @@ impl Broker {
             log::error!("{e}");
         }
     }
+}
+
+/// Position of each name in `names`.
+fn index_by_name<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+    names.enumerate().map(|(i, name)| (name, i)).collect()
 }
 
 fn new_output(name: &str, target: Target) -> Output {
