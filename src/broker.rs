@@ -290,6 +290,10 @@ impl Broker {
                 return;
             }
             let carried = input.carry.len();
+            if read_buf.len() < carried + *read_size {
+                // A reload lowered max_line_bytes under a line in progress.
+                read_buf.resize(carried + *read_size, 0);
+            }
             read_buf[..carried].copy_from_slice(&input.carry);
             let n = match rustix::io::read(&input.fd, &mut read_buf[carried..carried + *read_size])
             {

@@ -1840,6 +1840,33 @@ fn sighup_with_a_broken_config_still_reopens_sink_files() {
 }
 
 #[test]
+fn reload_lowering_max_line_bytes_under_a_line_in_progress() {
+    // Keys before the first table belong to [broker].
+    let with_max = |max: usize| format!("max_line_bytes = {max}\n{ONE_SUB_RAW_SINK}");
+    let mut d = Daemon::start(&with_max(100_000));
+    let mut w = d.open_writer("alerts");
+    // 90,000 bytes of a line that has not ended yet.
+    w.write_all(&vec![b'a'; 90_000]).unwrap();
+    d.wait_counters("the partial line was read", |c| {
+        c.input("alerts", "bytes_in") >= 90_000
+    });
+    d.rewrite_config(&with_max(100));
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    w.write_all(&vec![b'b'; 70_000]).unwrap();
+    w.write_all(b"\nnext\n").unwrap();
+    drop(w);
+    let lines = wait_file_lines(&d.log_path("raw.log"), 2);
+    assert_eq!(
+        (lines[0].len(), lines[0].bytes().all(|b| b == b'a')),
+        (100, true),
+        "the long line is cut to the new max_line_bytes"
+    );
+    assert_eq!(lines[1], "next");
+    d.assert_running("after lowering max_line_bytes under a line in progress");
+}
+
+#[test]
 fn sighup_recreates_a_fifo_deleted_behind_the_daemons_back() {
     let d = Daemon::start(SIMPLE);
     fs::remove_file(d.path("alerts.tail")).unwrap();
