@@ -365,7 +365,10 @@ impl Locator<'_> {
 /// The dotted key at byte `offset` of `text` (the table header above it, then
 /// the key its line assigns), for naming what a serde error is about.
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
     let line = text[line_start..line_end].trim();
@@ -1054,6 +1057,12 @@ from = ["*"]
         let c = parse_ok("[broker]\ngroup = 4242\nshutdown_timeout = 0.5\n");
         assert_eq!(c.group, Some(4242));
         assert_eq!(c.shutdown_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn key_at_never_splits_a_character() {
+        assert_eq!(key_at("[a]\né = 1\n", 5).as_deref(), Some("a.é"));
+        assert_eq!(key_at("[a]\nk = \"é\"\n", 10).as_deref(), Some("a.k"));
     }
 
     #[test]
