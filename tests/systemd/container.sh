@@ -124,7 +124,7 @@ ct_halt() {
 ct_boot() {
   local own_cg=1 c st="" t0 deadline
   CT_NAME="fbe2e-$$-$RANDOM"
-  CT_LOG=$(mktemp /var/tmp/fifo-broker-e2e-console.XXXXXX)
+  CT_LOG=$(mktemp -p /var/tmp --suffix=.fifo-broker-e2e-console)
   [ "$(cat /proc/1/comm)" = systemd ] && own_cg=0
   if [ $own_cg = 1 ]; then for c in $(ct_cgroup_roots); do CT_CGDIRS+=("$c/$CT_NAME"); done; fi
   t0=$(date +%s%N)

@@ -34,7 +34,7 @@ ct_rootfs
 
 # Everything the container needs, bound read-only under /srv (never onto its
 # /, /tmp, /run or /var).
-STAGE=$(mktemp -d /var/tmp/fifo-broker-e2e.XXXXXX)
+STAGE=$(mktemp -d -p /var/tmp --suffix=.fifo-broker-e2e)
 cleanup() { local rc=$?; ct_halt; rm -rf "$STAGE"; exit $rc; }
 trap cleanup EXIT
 trap 'exit 130' INT
