@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI: systemd units, man pages, Debian package, RPM spec, and the daemon
-# under a real systemd. Called by .ci/run; runs as root with CI=true on a
+# under a real systemd. Run by tests/systemd.rs (cargo test); runs as root with CI=true on a
 # Debian 12 machine and installs what it needs itself. Outside CI it skips
 # (it installs packages and boots containers).
 #
