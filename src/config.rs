@@ -127,8 +127,6 @@ pub struct OutputConfig {
     pub name: String,
     /// Subscriber or sink, with what is specific to each.
     pub kind: OutputKind,
-    /// The `from` entries as written, kept for `--check` and reload.
-    pub from_patterns: Vec<String>,
     /// Indices into [`Config::inputs`] of the inputs routed here.
     pub from: Vec<usize>,
     /// How each line is written.
@@ -554,12 +552,6 @@ impl Validator<'_> {
         Ok(OutputConfig {
             name: name.get_ref().clone(),
             kind,
-            from_patterns: common
-                .from
-                .get_ref()
-                .iter()
-                .map(|p| p.get_ref().clone())
-                .collect(),
             from: self.routes(common.from, key, inputs)?,
             format: self.format(common.format, key, default_format)?,
             buffer_bytes: self.buffer_bytes(common.buffer_bytes, key)?,
