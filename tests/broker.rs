@@ -88,6 +88,19 @@ fn wait_file_lines(path: &Path, n: usize) -> Vec<String> {
     })
 }
 
+/// Waits until reader `r` has received at least `n` data (non-probe) lines;
+/// `what` names it in the failure message.
+fn wait_text_lines(r: &dyn Received, n: usize, timeout: Duration, what: &str) -> Vec<String> {
+    eventually(timeout, || {
+        let got = text_lines(&r.bytes());
+        if got.len() >= n {
+            Ok(got)
+        } else {
+            Err(format!("{what}: expected {n} lines, got {}", got.len()))
+        }
+    })
+}
+
 /// Creates the broker dir beforehand with a safe mode (0755).
 fn make_dir(s: &Setup) {
     fs::create_dir(&s.dir).expect("creating dir");
@@ -730,14 +743,7 @@ buffer_bytes = 4096
         "writer into a blocking input",
     );
 
-    let all = eventually(Duration::from_secs(60), || {
-        let got = text_lines(&slow.bytes());
-        if got.len() >= N {
-            Ok(got)
-        } else {
-            Err(format!("slow.block: expected {N} lines, got {}", got.len()))
-        }
-    });
+    let all = wait_text_lines(&slow, N, Duration::from_secs(60), "slow.block");
     let seqs = whole_increasing(&all, "slow.block");
     assert_eq!(
         seqs,
@@ -2275,17 +2281,8 @@ format = "{line}"
     );
 
     // The reader still drains what is in the pipe, then sees EOF.
-    let got = eventually(TIMEOUT, || {
-        let got = text_lines(&slow.bytes());
-        if got.len() >= N {
-            Ok(got)
-        } else {
-            Err(format!(
-                "slow reader: expected {N} lines after the stop, got {} (had {got_before} at SIGTERM)",
-                got.len()
-            ))
-        }
-    });
+    let what = format!("slow reader after the stop (had {got_before} at SIGTERM)");
+    let got = wait_text_lines(&slow, N, TIMEOUT, &what);
     assert_eq!(
         whole_increasing(&got, "slow reader"),
         (0..N).collect::<Vec<_>>(),
