@@ -468,10 +468,7 @@ impl Broker {
         let mut lost = 0;
         for output in &mut self.outputs {
             output.flush(&ctx);
-            let left = output.outbox.discard();
-            output.stats.discarded += left;
-            output.stats.lines_out = output.stats.lines_out.saturating_sub(left);
-            lost += left;
+            lost += output.discard_queue();
             output.sync();
         }
         if lost > 0 {

@@ -295,14 +295,21 @@ impl Output {
         }
     }
 
+    /// Throws away what is queued, counting those lines as discarded (they
+    /// were counted out when accepted). Returns how many.
+    pub fn discard_queue(&mut self) -> u64 {
+        let lost = self.outbox.discard();
+        self.stats.discarded += lost;
+        self.stats.lines_out = self.stats.lines_out.saturating_sub(lost);
+        lost
+    }
+
     /// Drops the attached writer (if any), discarding and counting its queue.
     pub fn detach(&mut self, ctx: &Ctx<'_>) {
         if let Target::Subscriber { writer, .. } = &mut self.target {
             if let Some(fd) = writer.take() {
                 let _ = ctx.registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
-                let lost = self.outbox.discard();
-                self.stats.discarded += lost;
-                self.stats.lines_out = self.stats.lines_out.saturating_sub(lost);
+                let lost = self.discard_queue();
                 log::debug!(
                     "subscriber {}: reader left; {lost} queued lines discarded",
                     self.name
