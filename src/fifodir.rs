@@ -273,3 +273,11 @@ fn describe_type(t: FileType) -> &'static str {
         FileType::Unknown => "of an unknown type",
     }
 }
+
+/// Asks the kernel for a pipe of `bytes`; a refusal (over
+/// `/proc/sys/fs/pipe-max-size` without privilege) only costs speed.
+pub(crate) fn set_pipe_size(fd: &std::os::fd::OwnedFd, bytes: usize, name: &str) {
+    if let Err(e) = rustix::pipe::fcntl_setpipe_size(fd, bytes) {
+        log::debug!("{name}: cannot set pipe size to {bytes}: {e}");
+    }
+}

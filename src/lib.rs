@@ -28,19 +28,19 @@
 //! writes it straight to the kernel if nothing is queued and queues only what
 //! the kernel did not take.
 
-pub mod broker;
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod fifodir;
-pub mod format;
-pub mod input;
+mod broker;
+mod cli;
+mod config;
+mod error;
+mod fifodir;
+mod format;
+mod input;
 pub mod logging;
-pub mod notify;
-pub mod outbox;
-pub mod output;
-pub mod sink;
-pub mod stats;
+mod notify;
+mod outbox;
+mod output;
+mod stats;
+mod world;
 
 pub use error::{Error, Result};
 

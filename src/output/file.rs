@@ -17,7 +17,7 @@ const SINK_MODE: u32 = 0o640;
 
 /// One open sink file.
 #[derive(Debug)]
-pub struct SinkFile {
+pub(crate) struct SinkFile {
     /// Where the file lives (rotation works on this path).
     path: PathBuf,
     /// The open file, in append mode.
@@ -32,7 +32,7 @@ pub struct SinkFile {
 
 impl SinkFile {
     /// Opens or creates the sink at `path`, creating its directory if needed.
-    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<SinkFile> {
+    pub(crate) fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<SinkFile> {
         if let Some(parent) = path.parent() {
             if !parent.exists() {
                 crate::fifodir::create_dir(parent)
@@ -51,19 +51,19 @@ impl SinkFile {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Changes rotation settings (on reload).
-    pub fn set_rotation(&mut self, max_bytes: u64, keep: u32) {
+    pub(crate) fn set_rotation(&mut self, max_bytes: u64, keep: u32) {
         self.max_bytes = max_bytes;
         self.keep = keep;
     }
 
     /// Writes a prefix of `data` (whole lines), rotating first if it would
     /// pass `max_bytes`. Returns how much was written.
-    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+    pub(crate) fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut chunk = data;
         if self.max_bytes > 0 && self.size + data.len() as u64 > self.max_bytes {
             // Someone may have truncated the file (logrotate's copytruncate):
@@ -93,14 +93,14 @@ impl SinkFile {
     }
 
     /// Reopens the file at its path (after logrotate moved it away).
-    pub fn reopen(&mut self) -> io::Result<()> {
+    pub(crate) fn reopen(&mut self) -> io::Result<()> {
         self.file = open_append(&self.path)?;
         self.size = self.file.metadata()?.len();
         Ok(())
     }
 
     /// Flushes the file to disk.
-    pub fn sync(&self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 

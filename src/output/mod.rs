@@ -1,0 +1,433 @@
+//! Outputs: where routed lines go. Each kind is a file of its own
+//! ([`subscriber`], [`sink`]) and one variant of [`Output`]; each keeps its
+//! bytes in its own [`Outbox`] behind a [`Core`] of name, queue and counters.
+//!
+//! The delivery rule is the same for every kind and written once
+//! ([`offer`], [`flush`]): straight to the kernel when nothing is queued, the
+//! rest into the bounded outbox under `when_full`, then out again when the fd
+//! is writable or a retry is due. A kind only says how to reach its target
+//! ([`Target`]): how to connect, write and what a hard error means.
+//!
+//! Adding a kind: a new file with a struct holding a [`Core`] that implements
+//! [`Target`], a variant in [`Output`] and [`Kind`], and one line in the
+//! `each!` macro. The broker does not learn its name.
+//!
+//! Nothing here ever blocks: writes are non-blocking (pipes) or to regular
+//! files, and whatever is not taken goes to the bounded outbox.
+
+mod file;
+mod sink;
+mod subscriber;
+
+use std::fmt;
+use std::io;
+use std::time::Instant;
+
+use mio::Token;
+
+pub(crate) use file::SinkFile;
+pub(crate) use sink::Sink;
+pub(crate) use subscriber::Subscriber;
+
+use crate::config::OutputConfig;
+use crate::fifodir::FifoDir;
+use crate::outbox::Outbox;
+use crate::stats::{suppressed_note, OutputStats, RateLimit};
+use crate::world::World;
+
+/// One output.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// A FIFO in the directory that readers open.
+    Subscriber(Subscriber),
+    /// An append-only log file.
+    Sink(Sink),
+}
+
+/// Runs `$body` with `$o` bound to whichever kind `$output` is.
+macro_rules! each {
+    ($output:expr, $o:ident => $body:expr) => {
+        match $output {
+            Output::Subscriber($o) => $body,
+            Output::Sink($o) => $body,
+        }
+    };
+}
+
+/// The kinds of output, for messages and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Subscriber,
+    Sink,
+}
+
+impl Kind {
+    /// True if the kind retries on a timer (the loop checks it every turn).
+    pub(crate) fn has_timer(self) -> bool {
+        self == Kind::Sink
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Subscriber => "subscriber",
+            Kind::Sink => "sink",
+        })
+    }
+}
+
+/// How an output is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// A subscriber with a reader.
+    Attached,
+    /// A subscriber nobody reads.
+    NoReader,
+    /// Writing normally.
+    Ok,
+    /// Writes fail and are retried.
+    Retrying,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Attached => "attached",
+            State::NoReader => "no reader",
+            State::Ok => "ok",
+            State::Retrying => "retrying",
+        })
+    }
+}
+
+/// What every kind of output has.
+#[derive(Debug)]
+pub(crate) struct Core {
+    /// Name in the config (the file name, for a subscriber).
+    name: String,
+    /// Token for fds the output registers.
+    token: Token,
+    /// Index of its format in the fan-out's format table.
+    format: usize,
+    /// Bytes waiting for the kernel.
+    outbox: Outbox,
+    /// Counters.
+    stats: OutputStats,
+    /// Limits error messages.
+    warning: RateLimit,
+}
+
+impl Core {
+    fn new(name: &str, token: Token) -> Core {
+        Core {
+            name: name.to_string(),
+            token,
+            format: 0,
+            outbox: Outbox::new(0, crate::config::WhenFull::DropNewest),
+            stats: OutputStats::default(),
+            warning: RateLimit::default(),
+        }
+    }
+
+    /// Queues what the kernel did not take, counting and logging drops.
+    fn queue(&mut self, kind: Kind, data: &[u8], continues_line: bool) {
+        let dropped = self.outbox.push(data, continues_line);
+        if dropped > 0 {
+            self.stats.dropped += dropped;
+            self.stats.lines_out = self.stats.lines_out.saturating_sub(dropped);
+            if let Some(held) = self.warning.allow() {
+                log::warn!(
+                    "{kind} {}: output full ({} bytes queued), dropped {dropped} lines \
+                     ({} so far){}",
+                    self.name,
+                    self.outbox.len(),
+                    self.stats.dropped,
+                    suppressed_note(held)
+                );
+            }
+        }
+    }
+
+    /// Throws away what is queued, counting those lines as discarded (they
+    /// were counted out when accepted). Returns how many.
+    fn discard_queue(&mut self) -> u64 {
+        let lost = self.outbox.discard();
+        self.stats.discarded += lost;
+        self.stats.lines_out = self.stats.lines_out.saturating_sub(lost);
+        lost
+    }
+}
+
+/// What a hard write error means for an output.
+pub(crate) enum Failure {
+    /// Nobody is there any more (the reader left); the queue was discarded.
+    Gone,
+    /// The data stays queued and is retried later.
+    Retry,
+}
+
+/// What a kind of output must say about its target; delivery itself is
+/// [`offer`] and [`flush`].
+pub(crate) trait Target {
+    /// The kind, for messages.
+    const KIND: Kind;
+    fn core(&self) -> &Core;
+    fn core_mut(&mut self) -> &mut Core;
+    /// Makes sure there is somewhere to write; false if there is nobody to
+    /// deliver to (the lines are discarded).
+    fn connect(&mut self, _world: &World) -> bool {
+        true
+    }
+    /// True while writes wait for a retry: new lines go to the queue.
+    fn holding(&self) -> bool {
+        false
+    }
+    /// One write of `data`.
+    fn write(&mut self, data: &[u8]) -> io::Result<usize>;
+    /// Writes what is queued until the kernel takes no more: bytes written,
+    /// or the first hard error.
+    fn write_queued(&mut self) -> (usize, io::Result<()>);
+    /// Handles a hard write error (counted and logged).
+    fn failed(&mut self, err: io::Error, world: &World) -> Failure;
+    /// After a flush without error: bookkeeping of retries.
+    fn flushed(&mut self) {}
+    /// True if a short write must be finished at once, because no readiness
+    /// event will come for it (regular files).
+    fn finishes_short_writes(&self) -> bool {
+        false
+    }
+    /// The fd is writable, or reports an error or hang-up (`closed`).
+    fn on_event(&mut self, _closed: bool, world: &World) {
+        flush(self, world);
+    }
+    /// When a retry is due, if one is.
+    fn retry_at(&self) -> Option<Instant> {
+        None
+    }
+    /// How it is doing (besides being full).
+    fn state(&self) -> State {
+        State::Ok
+    }
+    /// Takes the settings of `config` that only this kind has.
+    fn reconfigure(&mut self, _config: &OutputConfig) {}
+    /// SIGHUP: reopens files (logrotate).
+    fn reopen(&mut self) {}
+    /// True unless its target was replaced behind the daemon's back.
+    fn is_intact(&self, _dir: &FifoDir) -> bool {
+        true
+    }
+    /// Lets go of fds and of what only makes sense for this target (a
+    /// reader's queue), keeping what may carry over to a renewed target.
+    fn release(&mut self, _world: &World) {}
+    /// Leaves for good: removed by a reload, or at the end of a stop.
+    fn close(&mut self, world: &World);
+    /// Extra words in the counter line (`attached=yes`).
+    fn counter_note(&self) -> String {
+        String::new()
+    }
+}
+
+/// Delivers `data` (`lines` complete lines): straight to the kernel if
+/// nothing is queued, the rest into the outbox under its policy.
+fn offer<T: Target + ?Sized>(t: &mut T, data: &[u8], lines: u64, world: &World) {
+    // Twice at most: if the reader turns out to be gone, a new one may
+    // already be waiting for this very line.
+    for _ in 0..2 {
+        if !t.connect(world) {
+            break;
+        }
+        t.core_mut().stats.lines_out += lines;
+        if !t.core().outbox.is_empty() || t.holding() {
+            t.core_mut().queue(T::KIND, data, false);
+            return;
+        }
+        let result = loop {
+            match t.write(data) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match result {
+            Ok(n) => {
+                t.core_mut().stats.bytes_out += n as u64;
+                if n < data.len() {
+                    let continues = n > 0 && data[n - 1] != b'\n';
+                    t.core_mut().queue(T::KIND, &data[n..], continues);
+                    if t.finishes_short_writes() {
+                        flush(t, world);
+                    }
+                }
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                t.core_mut().queue(T::KIND, data, false);
+                return;
+            }
+            Err(e) => match t.failed(e, world) {
+                Failure::Retry => {
+                    t.core_mut().queue(T::KIND, data, false);
+                    return;
+                }
+                Failure::Gone => {
+                    let stats = &mut t.core_mut().stats;
+                    stats.lines_out = stats.lines_out.saturating_sub(lines);
+                }
+            },
+        }
+    }
+    t.core_mut().stats.discarded += lines;
+}
+
+/// Writes what is queued, as far as the kernel takes it.
+fn flush<T: Target + ?Sized>(t: &mut T, world: &World) {
+    if !t.core().outbox.is_empty() {
+        let (written, result) = t.write_queued();
+        t.core_mut().stats.bytes_out += written as u64;
+        if let Err(e) = result {
+            t.failed(e, world);
+            return;
+        }
+    }
+    t.flushed();
+}
+
+impl Output {
+    /// A new output of `config`'s kind, for a FIFO or file already made.
+    pub(crate) fn subscriber(name: &str, fifo: crate::fifodir::FifoId, token: Token) -> Output {
+        Output::Subscriber(Subscriber::new(Core::new(name, token), fifo))
+    }
+
+    /// A new sink writing to `file`.
+    pub(crate) fn sink(name: &str, file: SinkFile, token: Token) -> Output {
+        Output::Sink(Sink::new(Core::new(name, token), file))
+    }
+
+    fn core(&self) -> &Core {
+        each!(self, o => o.core())
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        each!(self, o => o.core_mut())
+    }
+
+    /// Its name in the config.
+    pub(crate) fn name(&self) -> &str {
+        &self.core().name
+    }
+
+    /// Its kind.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Output::Subscriber(_) => Kind::Subscriber,
+            Output::Sink(_) => Kind::Sink,
+        }
+    }
+
+    /// Index of its format in the fan-out's table.
+    pub(crate) fn format(&self) -> usize {
+        self.core().format
+    }
+
+    /// Its counters.
+    pub(crate) fn stats(&self) -> &OutputStats {
+        &self.core().stats
+    }
+
+    /// How its target is doing (whether it is also full is
+    /// [`is_full`](Output::is_full)).
+    pub(crate) fn state(&self) -> State {
+        each!(self, o => o.state())
+    }
+
+    /// True if a `block` output must hold its inputs back.
+    pub(crate) fn is_full(&self) -> bool {
+        self.core().outbox.is_full()
+    }
+
+    /// True if nothing waits in its queue.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.core().outbox.is_empty()
+    }
+
+    /// Delivers `data`, `lines` complete lines.
+    pub(crate) fn offer(&mut self, data: &[u8], lines: u64, world: &World) {
+        each!(self, o => offer(o, data, lines, world))
+    }
+
+    /// Writes what is queued.
+    pub(crate) fn flush(&mut self, world: &World) {
+        each!(self, o => flush(o, world))
+    }
+
+    /// Its fd is ready (`closed`: it reported an error or hang-up).
+    pub(crate) fn on_event(&mut self, closed: bool, world: &World) {
+        each!(self, o => o.on_event(closed, world))
+    }
+
+    /// When a retry is due.
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        each!(self, o => o.retry_at())
+    }
+
+    /// Applies `config` (format index, queue size and policy, and the
+    /// settings of its kind); queued bytes stay.
+    pub(crate) fn reconfigure(&mut self, config: &OutputConfig, format: usize) {
+        let core = self.core_mut();
+        core.format = format;
+        core.outbox
+            .reconfigure(config.buffer_bytes, config.when_full);
+        each!(self, o => o.reconfigure(config))
+    }
+
+    /// SIGHUP: reopens files.
+    pub(crate) fn reopen(&mut self) {
+        each!(self, o => o.reopen())
+    }
+
+    /// True unless its target was replaced behind the daemon's back.
+    pub(crate) fn is_intact(&self, dir: &FifoDir) -> bool {
+        each!(self, o => o.is_intact(dir))
+    }
+
+    /// Takes over what `old` (the same output, on a target now renewed)
+    /// holds that still applies: counters and, unless its target made them
+    /// meaningless, queued lines.
+    pub(crate) fn adopt(&mut self, mut old: Output, world: &World) {
+        each!(&mut old, o => o.release(world));
+        let old = std::mem::replace(old.core_mut(), Core::new("", Token(0)));
+        let core = self.core_mut();
+        core.stats = old.stats;
+        core.warning = old.warning;
+        core.outbox = old.outbox;
+    }
+
+    /// Removed by a reload: lets go of its target.
+    pub(crate) fn close(mut self, world: &World) {
+        each!(&mut self, o => o.close(world))
+    }
+
+    /// The end of a stop: a last flush, then what is still queued is
+    /// counted as lost; the target is closed. Returns the lines lost.
+    pub(crate) fn finish(&mut self, world: &World) -> u64 {
+        self.flush(world);
+        let lost = self.core_mut().discard_queue();
+        each!(self, o => o.close(world));
+        lost
+    }
+
+    /// One line of counters (SIGUSR1 and shutdown).
+    pub(crate) fn counter_line(&self) -> String {
+        let note = each!(self, o => o.counter_note());
+        format!("{} {}{note} {}", self.kind(), self.name(), self.stats())
+    }
+}
+
+impl From<&crate::config::OutputKind> for Kind {
+    fn from(kind: &crate::config::OutputKind) -> Kind {
+        match kind {
+            crate::config::OutputKind::Subscriber { .. } => Kind::Subscriber,
+            crate::config::OutputKind::Sink { .. } => Kind::Sink,
+        }
+    }
+}

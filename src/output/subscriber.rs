@@ -1,0 +1,179 @@
+//! Subscriber FIFOs: lazy attach, detach on `EPOLLERR`.
+//!
+//! A subscriber holds no fd while nobody reads it. When a line is routed to
+//! it, the daemon tries a non-blocking write-open: that succeeds exactly when
+//! a reader has the FIFO open or is waiting in `open()`, so a waiting reader
+//! is attached by the next line and never sees an earlier one, and an idle
+//! daemon polls nothing. An attached writer stays registered for WRITABLE so
+//! that `EPOLLERR` tells the loop at once when the reader goes away; its
+//! queue is then discarded and counted, never delivered to a later reader.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use mio::unix::SourceFd;
+use mio::Interest;
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+
+use super::{flush, Core, Failure, Kind, State, Target};
+use crate::fifodir::{FifoDir, FifoId};
+use crate::stats::suppressed_note;
+use crate::world::World;
+
+/// A FIFO in the directory that readers open.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    /// Name, queue and counters.
+    core: Core,
+    /// The inode the daemon created.
+    fifo: FifoId,
+    /// The write end, while a reader is attached.
+    writer: Option<OwnedFd>,
+}
+
+impl Subscriber {
+    pub(super) fn new(core: Core, fifo: FifoId) -> Subscriber {
+        Subscriber {
+            core,
+            fifo,
+            writer: None,
+        }
+    }
+
+    /// Drops the attached writer (if any), discarding and counting its queue.
+    fn detach(&mut self, world: &World) {
+        if let Some(fd) = self.writer.take() {
+            let _ = world.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
+            let lost = self.core.discard_queue();
+            log::debug!(
+                "subscriber {}: reader left; {lost} queued lines discarded",
+                self.core.name
+            );
+        }
+    }
+
+    /// Tries to open the write end; true if a reader is there.
+    fn attach(&mut self, world: &World) -> bool {
+        let name = &self.core.name;
+        match world.dir.open_fifo(name, self.fifo, OFlags::WRONLY) {
+            Ok(fd) => {
+                if let Some(bytes) = world.pipe_bytes {
+                    crate::fifodir::set_pipe_size(&fd, bytes, name);
+                }
+                let mut source = SourceFd(&fd.as_raw_fd());
+                let token = self.core.token;
+                if let Err(e) = world
+                    .registry()
+                    .register(&mut source, token, Interest::WRITABLE)
+                {
+                    self.core.stats.errors += 1;
+                    log::error!("subscriber {name}: cannot watch the reader: {e}");
+                    return false;
+                }
+                self.writer = Some(fd);
+                log::debug!("subscriber {name}: reader attached");
+                true
+            }
+            Err(e) if e.raw_os_error() == Some(Errno::NXIO.raw_os_error()) => false,
+            Err(e) => {
+                self.core.stats.errors += 1;
+                if let Some(held) = self.core.warning.allow() {
+                    log::warn!(
+                        "subscriber {name}: cannot open {}: {e}{}",
+                        world.dir.join(name).display(),
+                        suppressed_note(held)
+                    );
+                }
+                false
+            }
+        }
+    }
+}
+
+impl Target for Subscriber {
+    const KIND: Kind = Kind::Subscriber;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
+    fn connect(&mut self, world: &World) -> bool {
+        self.writer.is_some() || self.attach(world)
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match &self.writer {
+            Some(fd) => rustix::io::write(fd.as_fd(), data).map_err(io::Error::from),
+            None => Ok(0),
+        }
+    }
+
+    fn write_queued(&mut self) -> (usize, io::Result<()>) {
+        match &self.writer {
+            Some(fd) => self
+                .core
+                .outbox
+                .flush(|b| rustix::io::write(fd, b).map_err(io::Error::from)),
+            None => (0, Ok(())),
+        }
+    }
+
+    /// The reader is gone (`EPIPE`, or anything else a pipe write can fail
+    /// with): detach.
+    fn failed(&mut self, err: io::Error, world: &World) -> Failure {
+        if err.raw_os_error() != Some(Errno::PIPE.raw_os_error()) {
+            self.core.stats.errors += 1;
+            if let Some(held) = self.core.warning.allow() {
+                log::warn!(
+                    "subscriber {}: write: {err}{}",
+                    self.core.name,
+                    suppressed_note(held)
+                );
+            }
+        }
+        self.detach(world);
+        Failure::Gone
+    }
+
+    fn on_event(&mut self, closed: bool, world: &World) {
+        if closed {
+            self.detach(world);
+        } else {
+            flush(self, world);
+        }
+    }
+
+    fn state(&self) -> State {
+        if self.writer.is_some() {
+            State::Attached
+        } else {
+            State::NoReader
+        }
+    }
+
+    fn is_intact(&self, dir: &FifoDir) -> bool {
+        dir.is_ours(&self.core.name, self.fifo)
+    }
+
+    fn release(&mut self, world: &World) {
+        self.detach(world);
+    }
+
+    fn close(&mut self, world: &World) {
+        self.detach(world);
+        let name = &self.core.name;
+        if let Err(e) = world.dir.remove_if_ours(name, self.fifo) {
+            log::error!("cannot remove {}: {e}", world.dir.join(name).display());
+        }
+    }
+
+    fn counter_note(&self) -> String {
+        let yes = if self.writer.is_some() { "yes" } else { "no" };
+        format!(" attached={yes}")
+    }
+}
