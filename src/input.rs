@@ -9,16 +9,16 @@
 //! and the FIFO never has zero readers, so no writer ever sees `EPIPE`.
 //!
 //! An input whose FIFO was replaced behind the daemon's back keeps the old
-//! read end until what is in that pipe is read ([`Input::replace_fifo`]); an
-//! input a reload removed is *retired*: it is read until its pipe is empty,
-//! however long a full `block` output holds it back, and only then closed.
-//! Either way, no line a writer already wrote is lost to a reload.
+//! read end until its writers are gone ([`Input::replace_fifo`]), reading it
+//! before the new one; an input a reload removed is *retired*: it is read
+//! until its writers are gone, however long a full `block` output holds it
+//! back, and only then closed. Either way, no line a writer wrote is lost
+//! to a reload, and no writer sees `EPIPE` because of one.
 //!
 //! Framing is [`Framer::frame`]: complete lines are handed on as one slice of
 //! the read buffer (no copy) unless a line must be truncated. This module
 //! never routes: it hands [`Batch`]es to the broker.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use mio::unix::SourceFd;
@@ -39,20 +39,13 @@ const MIN_READ: usize = 16 * 1024;
 pub(crate) struct Input {
     /// File name in the FIFO directory.
     name: String,
-    /// The inode the daemon created.
+    /// The inode the daemon created (the current pipe's).
     fifo: FifoId,
-    /// The non-blocking read end.
-    fd: OwnedFd,
-    /// Read ends of FIFOs this one replaced, oldest first: read to their end
-    /// before `fd`, so lines keep their order.
-    draining: VecDeque<OwnedFd>,
+    /// The read ends: pipes of FIFOs this one replaced, oldest first, then
+    /// the current one. Never empty while the input lives.
+    pipes: Vec<Pipe>,
     /// Where its fds are registered.
     token: Token,
-    /// The start of a line whose end has not arrived yet (at most
-    /// `max_line_bytes`).
-    carry: Vec<u8>,
-    /// Truncation state.
-    framer: Framer,
     /// Keys of the outputs this input feeds, in config order.
     routes: Vec<usize>,
     /// Counters.
@@ -61,12 +54,45 @@ pub(crate) struct Input {
     truncate_warning: RateLimit,
     /// Limits read/reopen error messages.
     error_warning: RateLimit,
-    /// Removed by a reload: read to the end of what its pipe holds, then
-    /// closed.
+    /// Removed by a reload: read until its writers are gone, then closed.
     retired: bool,
-    /// The tail was delivered at the end of writers; report [`Read::Eof`]
-    /// on the next read.
-    eof_pending: bool,
+    /// The pipe whose writers are gone (its tail already delivered), until
+    /// [`Input::end_of_writers`] deals with it.
+    eof: Option<usize>,
+}
+
+/// One read end and the line in progress on it.
+#[derive(Debug)]
+struct Pipe {
+    /// The non-blocking read end.
+    fd: OwnedFd,
+    /// The start of a line whose end has not arrived yet (at most
+    /// `max_line_bytes`).
+    carry: Vec<u8>,
+    /// Truncation state.
+    framer: Framer,
+}
+
+impl Pipe {
+    fn new(fd: OwnedFd) -> Pipe {
+        Pipe {
+            fd,
+            carry: Vec::new(),
+            framer: Framer::default(),
+        }
+    }
+}
+
+/// What one round of `read()` calls found.
+enum Fill {
+    /// `n` new bytes from pipe `p`, after its `carried` bytes.
+    Data { p: usize, carried: usize, n: usize },
+    /// The writers of pipe `p` are gone.
+    Eof(usize),
+    /// Every pipe is empty.
+    WouldBlock,
+    /// A read error, counted and logged.
+    Failed,
 }
 
 /// The one read buffer all inputs share, and where truncated lines are
@@ -136,17 +162,14 @@ impl Input {
         Input {
             name: name.to_string(),
             fifo,
-            fd,
-            draining: VecDeque::new(),
+            pipes: vec![Pipe::new(fd)],
             token,
-            carry: Vec::new(),
-            framer: Framer::default(),
             routes: Vec::new(),
             stats: InputStats::default(),
             truncate_warning: RateLimit::default(),
             error_warning: RateLimit::default(),
             retired: false,
-            eof_pending: false,
+            eof: None,
         }
     }
 
@@ -185,74 +208,52 @@ impl Input {
         self.retired
     }
 
-    /// A reload removed it: what its pipe holds is still read and routed,
-    /// then it is closed.
+    /// A reload removed it: what its writers write is still read and
+    /// routed until they are all gone; then it is closed.
     pub(crate) fn retire(&mut self) {
         self.retired = true;
     }
 
-    /// Its FIFO was recreated behind the daemon's back: read the new one
-    /// after what is left in the old pipe.
+    /// Its FIFO was recreated behind the daemon's back: the old pipe is read
+    /// until its writers are gone, before the new one whenever both have data.
     pub(crate) fn replace_fifo(&mut self, fifo: FifoId, fd: OwnedFd, registry: &Registry) {
         register(registry, &fd, self.token);
         self.fifo = fifo;
-        let old = std::mem::replace(&mut self.fd, fd);
-        self.draining.push_back(old);
+        self.pipes.push(Pipe::new(fd));
     }
 
     /// Asks the kernel for a pipe of `bytes`.
     pub(crate) fn set_pipe_size(&self, bytes: usize) {
-        crate::fifodir::set_pipe_size(&self.fd, bytes, &self.name);
+        if let Some(pipe) = self.pipes.last() {
+            crate::fifodir::set_pipe_size(&pipe.fd, bytes, &self.name);
+        }
     }
 
-    /// Reads once and frames what came into complete lines of at most `max`
-    /// bytes (plus `\n`). At the end of the writers an unterminated tail is
-    /// returned as one line first; [`Read::Eof`] follows on the next call.
+    /// Reads once (from the oldest pipe that has data) and frames what came
+    /// into complete lines of at most `max` bytes (plus `\n`). At the end of
+    /// a pipe's writers its unterminated tail is returned as one line first;
+    /// [`Read::Eof`] follows.
     pub(crate) fn read<'b>(&mut self, buf: &'b mut ReadBuf, max: usize) -> Read<'b> {
-        if std::mem::take(&mut self.eof_pending) {
+        if self.eof.is_some() {
             return Read::Eof;
         }
-        let carried = self.carry.len();
-        if buf.data.len() < carried + buf.read_size {
-            // A reload lowered max_line_bytes under a line in progress.
-            buf.data.resize(carried + buf.read_size, 0);
-        }
-        buf.data[..carried].copy_from_slice(&self.carry);
-        let fd = self.draining.front().unwrap_or(&self.fd);
-        let room = &mut buf.data[carried..carried + buf.read_size];
-        let n = loop {
-            match rustix::io::read(fd, &mut *room) {
-                Ok(n) => break n,
-                Err(Errno::INTR) => continue,
-                // A replaced or retired pipe is done once it is empty: no new
-                // writer can open it.
-                Err(Errno::AGAIN) if self.draining.is_empty() && !self.retired => {
-                    return Read::WouldBlock
-                }
-                Err(Errno::AGAIN) => break 0,
-                Err(e) => {
-                    self.stats.errors += 1;
-                    if let Some(held) = self.error_warning.allow() {
-                        log::error!("input {}: read: {e}{}", self.name, suppressed_note(held));
-                    }
-                    return Read::Failed;
-                }
+        let (p, carried, n) = match self.fill(buf) {
+            Fill::Data { p, carried, n } => (p, carried, n),
+            Fill::Eof(p) => {
+                self.eof = Some(p);
+                return match self.take_tail_of(p, buf) {
+                    Some(batch) => Read::Lines(batch),
+                    None => Read::Eof,
+                };
             }
+            Fill::WouldBlock => return Read::WouldBlock,
+            Fill::Failed => return Read::Failed,
         };
-        if n == 0 {
-            return match self.take_tail(buf) {
-                Some(batch) => {
-                    self.eof_pending = true;
-                    Read::Lines(batch)
-                }
-                None => Read::Eof,
-            };
-        }
-        self.carry.clear();
         self.stats.bytes_in += n as u64;
-        let framed = self
-            .framer
-            .frame(&buf.data[..carried + n], max, &mut buf.scratch);
+        let pipe = &mut self.pipes[p];
+        pipe.carry.clear();
+        let framed = (pipe.framer).frame(&buf.data[..carried + n], max, &mut buf.scratch);
+        pipe.carry.extend_from_slice(framed.tail);
         if framed.truncated > 0 {
             self.stats.truncated += framed.truncated;
             if let Some(held) = self.truncate_warning.allow() {
@@ -266,26 +267,62 @@ impl Input {
             }
         }
         self.stats.lines_in += framed.count;
-        self.carry.extend_from_slice(framed.tail);
         Read::Lines(Batch {
             lines: framed.lines,
             count: framed.count,
         })
     }
 
-    /// The unterminated tail as one line (its writers are gone, or the
-    /// daemon stops), and forgets truncation state.
+    /// One `read()` into `buf` after the pipe's carried bytes, trying the
+    /// pipes oldest first until one has data or its end.
+    fn fill(&mut self, buf: &mut ReadBuf) -> Fill {
+        for (p, pipe) in self.pipes.iter().enumerate() {
+            let carried = pipe.carry.len();
+            if buf.data.len() < carried + buf.read_size {
+                // A reload lowered max_line_bytes under a line in progress.
+                buf.data.resize(carried + buf.read_size, 0);
+            }
+            buf.data[..carried].copy_from_slice(&pipe.carry);
+            loop {
+                match rustix::io::read(&pipe.fd, &mut buf.data[carried..carried + buf.read_size]) {
+                    Ok(0) => return Fill::Eof(p),
+                    Ok(n) => return Fill::Data { p, carried, n },
+                    Err(Errno::INTR) => continue,
+                    Err(Errno::AGAIN) => break,
+                    Err(e) => {
+                        self.stats.errors += 1;
+                        if let Some(held) = self.error_warning.allow() {
+                            log::error!("input {}: read: {e}{}", self.name, suppressed_note(held));
+                        }
+                        return Fill::Failed;
+                    }
+                }
+            }
+        }
+        Fill::WouldBlock
+    }
+
+    /// The unterminated tail of some pipe as one line (the daemon stops),
+    /// or `None` once no pipe has one.
     pub(crate) fn take_tail<'b>(&mut self, buf: &'b mut ReadBuf) -> Option<Batch<'b>> {
-        let skipping = self.framer.is_skipping();
-        self.framer.reset();
-        if self.carry.is_empty() || skipping {
-            self.carry.clear();
+        let p = (0..self.pipes.len()).find(|&p| !self.pipes[p].carry.is_empty())?;
+        self.take_tail_of(p, buf)
+    }
+
+    /// Pipe `p`'s unterminated tail as one line; forgets its truncation
+    /// state.
+    fn take_tail_of<'b>(&mut self, p: usize, buf: &'b mut ReadBuf) -> Option<Batch<'b>> {
+        let pipe = &mut self.pipes[p];
+        let skipping = pipe.framer.is_skipping();
+        pipe.framer.reset();
+        if pipe.carry.is_empty() || skipping {
+            pipe.carry.clear();
             return None;
         }
         buf.scratch.clear();
-        buf.scratch.extend_from_slice(&self.carry);
+        buf.scratch.extend_from_slice(&pipe.carry);
         buf.scratch.push(b'\n');
-        self.carry.clear();
+        pipe.carry.clear();
         self.stats.lines_in += 1;
         Some(Batch {
             lines: &buf.scratch,
@@ -293,31 +330,42 @@ impl Input {
         })
     }
 
-    /// After [`Read::Eof`]: moves on from a replaced pipe, finishes a retired
-    /// input, or (when `reopen`) swaps in a fresh read end of the same FIFO
-    /// so the hang-up is not reported again.
+    /// After [`Read::Eof`]: closes a replaced pipe whose writers are gone,
+    /// finishes a retired input whose last pipe they left, or (when
+    /// `reopen`) swaps in a fresh read end of the current FIFO so the
+    /// hang-up is not reported again.
     pub(crate) fn end_of_writers(
         &mut self,
         dir: &FifoDir,
         registry: &Registry,
         reopen: bool,
     ) -> AfterEof {
-        if let Some(old) = self.draining.pop_front() {
-            let _ = registry.deregister(&mut SourceFd(&old.as_raw_fd()));
-            return AfterEof::ReadOn;
-        }
-        if self.retired {
-            return AfterEof::Finished;
-        }
-        if !reopen {
+        let Some(p) = self.eof.take() else {
             return AfterEof::Wait;
+        };
+        let current = p + 1 == self.pipes.len();
+        if !current || self.retired {
+            let pipe = self.pipes.remove(p);
+            let _ = registry.deregister(&mut SourceFd(&pipe.fd.as_raw_fd()));
+            return match self.pipes.is_empty() {
+                true => AfterEof::Finished,
+                false => AfterEof::ReadOn,
+            };
         }
+        if reopen {
+            self.reopen(p, dir, registry);
+        }
+        AfterEof::Wait
+    }
+
+    /// A fresh read end of the same FIFO, opened before the old one closes.
+    fn reopen(&mut self, p: usize, dir: &FifoDir, registry: &Registry) {
         match dir.open_fifo(&self.name, self.fifo, OFlags::RDONLY) {
             Ok(fresh) => {
-                let old = std::mem::replace(&mut self.fd, fresh);
+                let old = std::mem::replace(&mut self.pipes[p].fd, fresh);
                 let _ = registry.deregister(&mut SourceFd(&old.as_raw_fd()));
                 drop(old);
-                register(registry, &self.fd, self.token);
+                register(registry, &self.pipes[p].fd, self.token);
             }
             Err(e) => {
                 self.stats.errors += 1;
@@ -332,13 +380,12 @@ impl Input {
                 }
             }
         }
-        AfterEof::Wait
     }
 
     /// Stops watching its fds (it is about to be dropped).
     pub(crate) fn deregister(&self, registry: &Registry) {
-        for fd in self.draining.iter().chain([&self.fd]) {
-            let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
+        for pipe in &self.pipes {
+            let _ = registry.deregister(&mut SourceFd(&pipe.fd.as_raw_fd()));
         }
     }
 }

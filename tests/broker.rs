@@ -2611,3 +2611,150 @@ format = "{line}"
     assert_eq!(c.sink("raw", "lines_out"), 2, "{c}");
     assert_eq!(c.sink("raw", "bytes_out"), 8, "{c}");
 }
+
+// ---------------------------------------------------------------------------
+// Reloads never lose what a writer already wrote into an input a `block`
+// output holds back.
+
+const LOSS_LINES: usize = 5_000;
+
+/// Long enough that 5,000 lines fill the subscriber pipe, its queue and
+/// the input pipe, so the writer is blocked when the reload comes.
+fn loss_prefix() -> String {
+    format!("loss-{}-", "p".repeat(80))
+}
+
+/// Starts a writer of [`LOSS_LINES`] numbered lines into `input` behind a
+/// paused `block` reader, and waits until the writer is held back (its
+/// count stops moving short of the end). Returns the writer's thread.
+fn blocked_writer(d: &Daemon, input: &str) -> thread::JoinHandle<()> {
+    let written = Arc::new(AtomicUsize::new(0));
+    let mut f = d.open_writer(input);
+    let (count, prefix) = (written.clone(), loss_prefix());
+    let writer = thread::spawn(move || {
+        for i in 0..LOSS_LINES {
+            f.write_all(format!("{prefix}{i}\n").as_bytes())
+                .expect("writing");
+            count.store(i + 1, Ordering::SeqCst);
+        }
+    });
+    let mut last = (usize::MAX, Instant::now());
+    eventually(TIMEOUT, || {
+        let now = written.load(Ordering::SeqCst);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        if now < LOSS_LINES && last.1.elapsed() > Duration::from_millis(300) {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected the writer to block before {LOSS_LINES} lines, at {now}"
+            ))
+        }
+    });
+    writer
+}
+
+#[test]
+fn reload_removing_an_input_held_back_by_a_full_block_output_loses_no_line() {
+    let mut d = Daemon::start(
+        r#"
+[inputs.alerts]
+[inputs.other]
+
+[subscribers."slow.block"]
+from = ["alerts", "other"]
+when_full = "block"
+buffer_bytes = 4096
+"#,
+    );
+    let slow = SlowReader::start(&d.path("slow.block"), 4096, Duration::ZERO);
+    d.attach("alerts", &[&slow]);
+    slow.pause();
+    let writer = blocked_writer(&d, "alerts");
+
+    d.rewrite_config(
+        r#"
+[inputs.other]
+
+[subscribers."slow.block"]
+from = ["other"]
+when_full = "block"
+buffer_bytes = 4096
+"#,
+    );
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    assert_absent(&d.path("alerts"), "input removed by the reload");
+    slow.resume();
+    join_within(writer, TIMEOUT, "writer into the removed input");
+
+    let prefix = loss_prefix();
+    let lines = eventually(TIMEOUT, || {
+        let lines = text_lines(&slow.bytes());
+        let n = lines.iter().filter(|l| l.starts_with(&prefix)).count();
+        if n >= LOSS_LINES {
+            Ok(lines)
+        } else {
+            Err(format!(
+                "expected {LOSS_LINES} lines after the reload, got {n}"
+            ))
+        }
+    });
+    assert_numbered(&lines, &prefix, LOSS_LINES, "slow.block after the reload");
+    d.write("other", b"still routed\n");
+    wait_text_lines(&slow, lines.len() + 1, TIMEOUT, "slow.block, a kept input");
+    d.assert_running("after draining a removed input");
+}
+
+#[test]
+fn reload_recreating_a_deleted_input_fifo_reads_the_old_pipe_first() {
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers."slow.block"]
+from = ["alerts"]
+when_full = "block"
+buffer_bytes = 4096
+"#,
+    );
+    let slow = SlowReader::start(&d.path("slow.block"), 4096, Duration::ZERO);
+    d.attach("alerts", &[&slow]);
+    slow.pause();
+    let kept = inode(&d.path("alerts"));
+    let writer = blocked_writer(&d, "alerts");
+
+    fs::remove_file(d.path("alerts")).unwrap();
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    assert_fifo(&d.path("alerts"), 0o620);
+    assert_ne!(
+        inode(&d.path("alerts")),
+        kept,
+        "the deleted FIFO is recreated"
+    );
+    slow.resume();
+    join_within(writer, TIMEOUT, "writer into the deleted FIFO");
+    d.write("alerts", b"after the reload\n");
+
+    let prefix = loss_prefix();
+    let lines = eventually(TIMEOUT, || {
+        let lines = text_lines(&slow.bytes());
+        if lines.iter().any(|l| l == "after the reload") {
+            Ok(lines)
+        } else {
+            Err(format!(
+                "expected the new FIFO's line, got {} lines",
+                lines.len()
+            ))
+        }
+    });
+    assert_numbered(&lines, &prefix, LOSS_LINES, "slow.block, old pipe");
+    let last_old = lines.iter().rposition(|l| l.starts_with(&prefix));
+    let new = lines.iter().position(|l| l == "after the reload");
+    assert!(
+        last_old < new,
+        "the old pipe's lines must come before the new FIFO's"
+    );
+}

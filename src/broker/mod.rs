@@ -333,7 +333,7 @@ impl Broker {
     /// final flush, sinks are fsynced, the FIFOs that are still ours removed.
     fn finish(&mut self) {
         for (_, input) in &mut self.inputs {
-            if let Some(batch) = input.take_tail(&mut self.buf) {
+            while let Some(batch) = input.take_tail(&mut self.buf) {
                 self.fanout
                     .route(&self.world, input.name(), input.routes(), &batch);
             }
