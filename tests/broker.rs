@@ -1894,6 +1894,88 @@ fn watchdog_is_pinged_when_systemd_asks() {
     );
 }
 
+/// Sends SIGHUP `n` times, each once the previous reload is logged as done,
+/// so that none coalesce; `done` is how many were logged before.
+fn reload_one_by_one(d: &Daemon, done: usize, n: usize) {
+    for k in done + 1..=done + n {
+        d.signal(Signal::HUP);
+        eventually(TIMEOUT, || {
+            d.assert_running("reloading while nobody reads the notify socket");
+            let logged = d.stderr().matches("reloaded: ").count();
+            if logged >= k {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected reload {k} to be logged, {logged} were: is the loop stuck?"
+                ))
+            }
+        });
+    }
+}
+
+#[test]
+fn a_supervisor_that_stops_reading_notifications_never_stalls_the_daemon() {
+    // Every reload sends two datagrams; the notify socket queues only
+    // net.unix.max_dgram_qlen (10 by default) of them, and nobody reads it
+    // from here on: start() already read READY=1.
+    const RELOADS: usize = 40;
+    let qlen: usize = fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(10);
+    let d = Daemon::start(SIMPLE);
+    let r = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&r]);
+    reload_one_by_one(&d, 0, RELOADS);
+
+    d.write("alerts", b"after the reloads\n");
+    assert_eq!(
+        wait_text_lines(&r, 1, TIMEOUT, "subscriber after the reloads"),
+        ["after the reloads"],
+        "lines still flow while systemd does not read"
+    );
+    d.assert_running("after the reloads");
+
+    if 2 * RELOADS > qlen {
+        assert!(
+            d.stderr().contains("not reading notifications"),
+            "expected a warning about the full notify socket\n--- stderr ---\n{}",
+            d.stderr()
+        );
+        // Once systemd reads again, what waited arrives in one datagram:
+        // the latest RELOADING=1, then the latest READY=1.
+        eventually(TIMEOUT, || {
+            d.wait_notify("READY=1", TIMEOUT); // reads what is queued
+            let notes = d.notes();
+            let merged = notes.iter().any(|n| {
+                let lines: Vec<&str> = n.lines().collect();
+                let at = |l| lines.iter().position(|&x| x == l);
+                matches!((at("RELOADING=1"), at("READY=1")), (Some(a), Some(b)) if a < b)
+            });
+            if merged {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected one datagram with RELOADING=1 then READY=1 once the \
+                     socket is read again, got {notes:?}"
+                ))
+            }
+        });
+    }
+
+    // Full again, and SIGTERM's STOPPING=1 finds it full.
+    reload_one_by_one(&d, RELOADS, qlen.min(RELOADS));
+    d.signal(Signal::TERM);
+    let status = d.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM while nobody reads the notify socket: expected exit 0, got {status:?}\n\
+         --- stderr ---\n{}",
+        d.stderr()
+    );
+}
+
 #[test]
 fn journal_stream_gives_priority_prefixes_and_no_timestamps() {
     let d = Setup::new(SIMPLE).journal_stream().start();

@@ -347,6 +347,7 @@ impl Broker {
         }
         self.unlink_inputs(false);
         self.log_counters();
+        self.supervisor.report();
         log::info!("stopped");
     }
 
