@@ -3,30 +3,36 @@
 //!
 //! # Layout
 //!
-//! - [`cli`] — the command line, parsed into a [`cli::Command`].
-//! - [`config`] — the TOML file, checked into a [`config::Config`] with every
-//!   error located as `FILE:LINE:COL`.
-//! - [`format`] — output line templates (`{line}`, `{input}`, `{time}`).
-//! - [`fifodir`] — the FIFO directory; every file operation is relative to its
+//! - `cli` — the command line, parsed into a `cli::Command`.
+//! - `config` — the TOML file in stages: `raw` serde structs, `validate`d
+//!   into a `Config` with every error located as `FILE:LINE:COL`, and
+//!   `describe`d for `--check`.
+//! - `format` — output line templates (`{line}`, `{input}`, `{time}`).
+//! - `fifodir` — the FIFO directory; every file operation is relative to its
 //!   fd and never follows a symlink or touches a non-FIFO.
-//! - [`input`] — input read ends and line framing.
-//! - [`outbox`] — the bounded per-output queue and the `when_full` policy.
-//! - [`output`] — subscribers (lazy attach, detach on `EPOLLERR`) and sinks.
-//! - [`sink`] — sink files, rotation and reopen.
-//! - [`broker`] — the single-threaded `mio` loop, routing, startup and stop.
-//! - [`stats`] — counters and the warning rate limiter.
-//! - [`notify`] — sd_notify.
-//! - [`logging`] — `env_logger` setup, journald priority prefixes.
-//! - [`error`] — the error type and its exit codes.
+//! - `world` — the loop's resources (poller, directory), lent to the parts.
+//! - `input` — an input's read ends, line framing and end of writers.
+//! - `outbox` — the bounded per-output queue and the `when_full` policy.
+//! - `output` — the output kinds (`subscriber`, `sink`), one enum variant
+//!   and one file each, behind the delivery rule they share.
+//! - `broker` — the single-threaded `mio` loop: `fanout` (routing),
+//!   `schedule` (inputs to come back to), `supervisor` (sd_notify),
+//!   `plan` and `commit` (startup and reload).
+//! - `stats` — counters and the warning rate limiter.
+//! - `notify` — sd_notify that never blocks.
+//! - `logging` — `env_logger` setup, journald priority prefixes.
+//! - `error` — the error type and its exit codes.
+//!
+//! docs/architecture.md draws the data path and a reload.
 //!
 //! # Data path
 //!
-//! An input becomes readable → [`broker`] reads up to a pipe's worth into
-//! one shared buffer → [`input::Framer`] finds the complete lines (a slice of
-//! that buffer, no copy) → each output routed from the input gets the slice
-//! (or the batch rendered once per distinct format) → [`output::Output::offer`]
-//! writes it straight to the kernel if nothing is queued and queues only what
-//! the kernel did not take.
+//! An input becomes readable → `Input::read` reads up to half a pipe into
+//! the one shared buffer and frames the complete lines (a slice of that
+//! buffer, no copy) → the fan-out hands the batch to each output routed from
+//! the input (rendered once per distinct format) → `Output::offer` writes
+//! it straight to the kernel if nothing is queued and queues only what the
+//! kernel did not take.
 
 mod broker;
 mod cli;
