@@ -42,6 +42,8 @@ pub struct OutputStats {
     pub discarded: u64,
     /// Lines dropped by `when_full`.
     pub dropped: u64,
+    /// Lines its `match`/`exclude` filters kept out.
+    pub filtered: u64,
     /// Write, open and rotation errors.
     pub errors: u64,
 }
@@ -50,8 +52,13 @@ impl fmt::Display for OutputStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lines_out={} bytes_out={} discarded={} dropped={} errors={}",
-            self.lines_out, self.bytes_out, self.discarded, self.dropped, self.errors
+            "lines_out={} bytes_out={} discarded={} dropped={} filtered={} errors={}",
+            self.lines_out,
+            self.bytes_out,
+            self.discarded,
+            self.dropped,
+            self.filtered,
+            self.errors
         )
     }
 }
