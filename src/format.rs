@@ -1,5 +1,5 @@
-//! Output line templates: `{line}`, `{input}`, `{time}`, with `{{`/`}}` for
-//! literal braces.
+//! Output line templates: `{line}`, `{input}`, `{time}`, `{host}` and
+//! `{json}`, with `{{`/`}}` for literal braces.
 //!
 //! A [`Format`] renders a whole batch of complete lines at once into a reused
 //! buffer, so the hot path allocates nothing per line. The plain `{line}`
@@ -22,6 +22,29 @@ enum Piece {
     Line,
     Input,
     Time,
+    Host,
+    Json,
+}
+
+/// What a line is rendered with besides itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Context<'a> {
+    /// The input's name.
+    pub(crate) input: &'a str,
+    /// When the batch was read (`{time}`), if the format uses it.
+    pub(crate) time: &'a str,
+    /// The host's name.
+    pub(crate) host: &'a str,
+}
+
+/// `{json}`: one object per line; `line` is lossily decoded (invalid UTF-8
+/// becomes U+FFFD) and escaped by serde_json.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    time: &'a str,
+    host: &'a str,
+    input: &'a str,
+    line: std::borrow::Cow<'a, str>,
 }
 
 impl fmt::Debug for Format {
@@ -57,9 +80,12 @@ impl Format {
                 "{line}" => Piece::Line,
                 "{input}" => Piece::Input,
                 "{time}" => Piece::Time,
+                "{host}" => Piece::Host,
+                "{json}" => Piece::Json,
                 other => {
                     return Err(format!(
-                        "unknown placeholder {other}; use {{line}}, {{input}} or {{time}}"
+                        "unknown placeholder {other}; use {{line}}, {{input}}, {{time}}, \
+                         {{host}} or {{json}}"
                     ))
                 }
             };
@@ -91,12 +117,12 @@ impl Format {
 
     /// True if rendering needs the current time.
     pub fn uses_time(&self) -> bool {
-        self.pieces.contains(&Piece::Time)
+        self.pieces.contains(&Piece::Time) || self.pieces.contains(&Piece::Json)
     }
 
     /// Appends `lines` (complete lines, each ending in `\n`) rendered through
     /// this template to `out`.
-    pub fn render(&self, lines: &[u8], input: &str, time: &str, out: &mut Vec<u8>) {
+    pub(crate) fn render(&self, lines: &[u8], cx: Context<'_>, out: &mut Vec<u8>) {
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', lines) {
             let line = &lines[start..end];
@@ -104,8 +130,19 @@ impl Format {
                 match piece {
                     Piece::Literal(s) => out.extend_from_slice(s.as_bytes()),
                     Piece::Line => out.extend_from_slice(line),
-                    Piece::Input => out.extend_from_slice(input.as_bytes()),
-                    Piece::Time => out.extend_from_slice(time.as_bytes()),
+                    Piece::Input => out.extend_from_slice(cx.input.as_bytes()),
+                    Piece::Time => out.extend_from_slice(cx.time.as_bytes()),
+                    Piece::Host => out.extend_from_slice(cx.host.as_bytes()),
+                    Piece::Json => {
+                        let json = JsonLine {
+                            time: cx.time,
+                            host: cx.host,
+                            input: cx.input,
+                            line: String::from_utf8_lossy(line),
+                        };
+                        // Writing a struct of strings into a Vec cannot fail.
+                        let _ = serde_json::to_writer(&mut *out, &json);
+                    }
                 }
             }
             out.push(b'\n');
@@ -125,9 +162,12 @@ mod tests {
 
     fn render(format: &str, lines: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        Format::parse(format)
-            .unwrap()
-            .render(lines, "alerts", "T", &mut out);
+        let cx = Context {
+            input: "alerts",
+            time: "T",
+            host: "h",
+        };
+        Format::parse(format).unwrap().render(lines, cx, &mut out);
         out
     }
 
@@ -139,6 +179,22 @@ mod tests {
         );
         assert_eq!(render("{{{line}}}", b"x\n"), b"{x}\n");
         assert_eq!(render("[{input}]", b"x\n"), b"[alerts]\n");
+    }
+
+    #[test]
+    fn host_and_json() {
+        assert_eq!(render("{host}:{line}", b"x\n"), b"h:x\n");
+        let out = render("{json}", b"a \"q\"\\\n\xffz\n");
+        let lines: Vec<serde_json::Value> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["line"], "a \"q\"\\");
+        assert_eq!(lines[0]["host"], "h");
+        assert_eq!(lines[0]["input"], "alerts");
+        assert_eq!(lines[0]["time"], "T");
+        assert_eq!(lines[1]["line"], "\u{fffd}z");
     }
 
     #[test]

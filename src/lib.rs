@@ -7,7 +7,9 @@
 //! - `config` — the TOML file in stages: `raw` serde structs, `validate`d
 //!   into a `Config` with every error located as `FILE:LINE:COL`, and
 //!   `describe`d for `--check`.
-//! - `format` — output line templates (`{line}`, `{input}`, `{time}`).
+//! - `filter` — `match`/`exclude` regexes and the per-batch selection.
+//! - `format` — output line templates (`{line}`, `{input}`, `{time}`,
+//!   `{host}`, `{json}`).
 //! - `fifodir` — the FIFO directory; every file operation is relative to its
 //!   fd and never follows a symlink or touches a non-FIFO.
 //! - `world` — the loop's resources (poller, directory), lent to the parts.
@@ -39,6 +41,7 @@ mod cli;
 mod config;
 mod error;
 mod fifodir;
+mod filter;
 mod format;
 mod input;
 pub mod logging;

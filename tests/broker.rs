@@ -2674,9 +2674,17 @@ format = "{line}"
                 "bytes_out",
                 "discarded",
                 "dropped",
+                "filtered",
                 "errors",
             ],
-            _ => &["lines_out", "bytes_out", "discarded", "dropped", "errors"],
+            _ => &[
+                "lines_out",
+                "bytes_out",
+                "discarded",
+                "dropped",
+                "filtered",
+                "errors",
+            ],
         };
         assert_eq!(keys(l), want, "counter fields of {l:?}");
     }
@@ -2839,4 +2847,233 @@ buffer_bytes = 4096
         last_old < new,
         "the old pipe's lines must come before the new FIFO's"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Filters and formats (SPEC §8).
+
+/// Line `i` of the filter workload: five kinds, one of them not UTF-8.
+fn filter_line(i: usize) -> Vec<u8> {
+    match i % 5 {
+        0 => format!("ERROR {i}\n").into_bytes(),
+        1 => format!("DEBUG {i}\n").into_bytes(),
+        2 => format!("DEBUG ERROR {i}\n").into_bytes(),
+        3 => [format!("INFO {i} ").as_bytes(), b"\xff\xfe\n"].concat(),
+        _ => format!("WARN {i}\n").into_bytes(),
+    }
+}
+
+/// Writes `ERROR attach` lines (which pass every filter of these tests)
+/// until every reader got one.
+fn attach_filtered(d: &Daemon, input: &str, readers: &[&dyn Received]) {
+    eventually(TIMEOUT, || {
+        d.write(input, b"ERROR attach\n");
+        let missing = readers
+            .iter()
+            .filter(|r| !contains(&r.bytes(), b"ERROR attach\n"))
+            .count();
+        match missing {
+            0 => Ok(()),
+            n => Err(format!("{n} readers got no attach line yet")),
+        }
+    });
+}
+
+/// The lines after the attach lines, up to and without `ERROR end`.
+fn between_attach_and_end(r: &dyn Received) -> Vec<Vec<u8>> {
+    let lines = eventually(TIMEOUT, || {
+        let lines = split_lines(&r.bytes());
+        match lines.iter().any(|l| l == b"ERROR end") {
+            true => Ok(lines),
+            false => Err(format!("no end marker yet in {} lines", lines.len())),
+        }
+    });
+    let lines: Vec<Vec<u8>> = lines
+        .into_iter()
+        .skip_while(|l| l == b"ERROR attach")
+        .collect();
+    lines
+        .into_iter()
+        .take_while(|l| l != b"ERROR end")
+        .collect()
+}
+
+#[test]
+fn match_and_exclude_give_each_subscriber_exactly_its_lines_in_order() {
+    const N: usize = 10_000;
+    let d = Daemon::start(
+        r#"
+[inputs.app]
+
+[subscribers.errors]
+from = ["app"]
+match = "ERROR"
+when_full = "block"
+
+[subscribers.nodebug]
+from = ["app"]
+exclude = "^DEBUG"
+when_full = "block"
+
+[subscribers.both]
+from = ["app"]
+match = "ERROR"
+exclude = "^DEBUG"
+when_full = "block"
+"#,
+    );
+    let readers = ["errors", "nodebug", "both"].map(|n| Cat::on(&d, n, n));
+    attach_filtered(&d, "app", &[&readers[0], &readers[1], &readers[2]]);
+    let before = d.counters();
+
+    let mut w = d.open_writer("app");
+    for chunk in (0..N).collect::<Vec<_>>().chunks(50) {
+        let batch: Vec<u8> = chunk.iter().flat_map(|&i| filter_line(i)).collect();
+        w.write_all(&batch).expect("writing");
+    }
+    w.write_all(b"ERROR end\n").expect("writing the end marker");
+    drop(w);
+
+    let keeps: [fn(usize) -> bool; 3] = [
+        |i| i % 5 == 0 || i % 5 == 2,
+        |i| !matches!(i % 5, 1 | 2),
+        |i| i % 5 == 0,
+    ];
+    for (r, keep) in readers.iter().zip(keeps) {
+        let want: Vec<Vec<u8>> = (0..N)
+            .filter(|&i| keep(i))
+            .map(|i| {
+                let mut l = filter_line(i);
+                l.pop();
+                l
+            })
+            .collect();
+        let got = between_attach_and_end(r);
+        assert_eq!(got.len(), want.len(), "line count of one subscriber");
+        assert!(got == want, "a subscriber got other lines or another order");
+    }
+    let c = d.counters();
+    for (name, kept) in [
+        ("errors", 2 * N / 5),
+        ("nodebug", 3 * N / 5),
+        ("both", N / 5),
+    ] {
+        let filtered = c.subscriber(name, "filtered") - before.subscriber(name, "filtered");
+        let out = c.subscriber(name, "lines_out") - before.subscriber(name, "lines_out");
+        assert_eq!(
+            out,
+            kept as u64 + 1,
+            "{name}: lines_out (+ the end marker)\n{c}"
+        );
+        assert_eq!(filtered, (N - kept) as u64, "{name}: filtered\n{c}");
+    }
+}
+
+#[test]
+fn json_format_lines_parse_and_round_trip_the_line() {
+    let d = Daemon::start(
+        r#"
+[inputs.app]
+
+[subscribers.json]
+from = ["app"]
+format = "{json}"
+
+[sinks.hosted]
+path = "hosted.log"
+from = ["app"]
+format = "{host} {input}: {line}"
+"#,
+    );
+    let r = Cat::on(&d, "json", "json");
+    d.attach("app", &[&r]);
+    let sent: [&[u8]; 4] = [
+        b"plain",
+        "quotes \" and \\ and tab\t and é".as_bytes(),
+        b"bad \xff\xfe bytes",
+        b"",
+    ];
+    for line in sent {
+        d.write("app", &[line, b"\n"].concat());
+    }
+    let lines = wait_text_lines(&r, 4, TIMEOUT, "json subscriber");
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|l| !l.contains(util::PROBE))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
+        .collect();
+    assert_eq!(objects.len(), 4, "{lines:?}");
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    for (obj, line) in objects.iter().zip(sent) {
+        assert_eq!(obj["line"], String::from_utf8_lossy(line).as_ref(), "{obj}");
+        assert_eq!(obj["input"], "app");
+        assert_eq!(obj["host"], host.as_str());
+        let time = obj["time"].as_str().expect("time is a string");
+        assert!(
+            time.ends_with('Z') && time.len() == 27,
+            "RFC 3339 micros: {time}"
+        );
+    }
+    assert_eq!(objects[2]["line"], "bad \u{fffd}\u{fffd} bytes");
+    let sink = wait_file_lines(&d.log_path("hosted.log"), 4);
+    assert!(
+        sink.iter().any(|l| *l == format!("{host} app: plain")),
+        "{{host}} {{input}}: {{line}} gave {sink:?}"
+    );
+}
+
+#[test]
+fn check_rejects_an_invalid_match_regex() {
+    assert_config_error(
+        "[inputs.a]\n[subscribers.s]\nfrom = [\"a\"]\nmatch = \"(unclosed\"\n",
+        &["match ="],
+        "subscribers.s.match",
+    );
+}
+
+#[test]
+fn check_rejects_a_regex_over_the_size_limit() {
+    let huge = "(a|b|c|d|e){1000}".repeat(20);
+    let body =
+        format!("[inputs.a]\n[sinks.s]\npath = \"s.log\"\nfrom = [\"a\"]\nexclude = \"{huge}\"\n");
+    assert_config_error(&body, &["exclude ="], "sinks.s.exclude");
+    let out = Setup::new(&body).check();
+    assert!(out.stderr.contains("too large"), "{}", out.stderr);
+}
+
+#[test]
+fn reload_changing_a_match_loses_and_duplicates_nothing_for_an_unfiltered_block_subscriber() {
+    const N: usize = 60_000;
+    let config = |pattern: &str| {
+        format!(
+            r#"
+[inputs.app]
+
+[subscribers.all]
+from = ["app"]
+when_full = "block"
+
+[subscribers.some]
+from = ["app"]
+match = "{pattern}"
+"#
+        )
+    };
+    let mut d = Daemon::start(&config("[02468]$"));
+    let all = Cat::on(&d, "all", "all");
+    d.attach("app", &[&all]);
+    let mut w = d.open_writer("app");
+    let writer = thread::spawn(move || write_numbered(&mut w, "n", N, 100));
+    for k in 0..6 {
+        let pattern = if k % 2 == 0 { "[13579]$" } else { "[02468]$" };
+        d.rewrite_config(&config(pattern));
+        d.signal(Signal::HUP);
+        d.wait_notify_n("READY=1", k + 2, TIMEOUT);
+    }
+    join_within(writer, Duration::from_secs(60), "writer during reloads");
+    let lines = wait_text_lines(&all, N, Duration::from_secs(30), "all");
+    assert_numbered(&lines, "n", N, "the unfiltered block subscriber");
 }

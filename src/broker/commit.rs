@@ -11,7 +11,6 @@
 use super::plan::{Fresh, NewInput, Plan, Step};
 use super::{input_token, output_token, Broker};
 use crate::config::Config;
-use crate::format::Format;
 use crate::input::Input;
 use crate::output::Output;
 
@@ -44,7 +43,7 @@ impl Broker {
 
     /// Applies the output steps; returns the outputs' keys in config order.
     fn commit_outputs(&mut self, config: &Config, steps: Vec<Step<Fresh>>) -> Vec<usize> {
-        let mut formats: Vec<Format> = Vec::new();
+        self.fanout.reset_lanes();
         let mut keys = Vec::with_capacity(steps.len());
         for (step, oc) in steps.into_iter().zip(&config.outputs) {
             let outputs = self.fanout.outputs_mut();
@@ -66,17 +65,10 @@ impl Broker {
                     key
                 }
             };
-            let format = match formats.iter().position(|f| *f == oc.format) {
-                Some(f) => f,
-                None => {
-                    formats.push(oc.format.clone());
-                    formats.len() - 1
-                }
-            };
-            outputs[key].reconfigure(oc, format);
+            let lane = self.fanout.lane(&oc.format, &oc.filter);
+            self.fanout.outputs_mut()[key].reconfigure(oc, lane);
             keys.push(key);
         }
-        self.fanout.set_formats(formats);
         keys
     }
 

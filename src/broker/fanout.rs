@@ -1,16 +1,19 @@
-//! The fan-out: every output, the distinct formats, and routing one batch
-//! of lines from an input to the outputs it feeds.
+//! The fan-out: every output, the lanes lines take to them, and routing one
+//! batch of lines from an input to the outputs it feeds.
 //!
 //! Outputs live in a slab: their keys are stable across reloads (token
-//! `2 * key + 1`), so a reload re-registers nothing that it keeps. Each
-//! distinct format renders a batch once, into a reused buffer; `{line}`
-//! outputs get the input's bytes as they are.
+//! `2 * key + 1`), so a reload re-registers nothing that it keeps. A *lane*
+//! is a distinct pair of filter and format: per batch, each filter selects
+//! its lines once ([`Selection`]) and each lane renders once, into a reused
+//! buffer; `{line}` outputs without a filter get the input's bytes as they
+//! are and pay nothing for the filters of others.
 
 use std::time::{Instant, SystemTime};
 
 use slab::Slab;
 
-use crate::format::{timestamp, Format};
+use crate::filter::{Filter, Selection};
+use crate::format::{timestamp, Context, Format};
 use crate::input::Batch;
 use crate::output::Output;
 use crate::world::World;
@@ -23,10 +26,73 @@ pub(super) struct FanOut {
     /// Keys of the outputs that retry on a timer, so per-turn checks do not
     /// walk every subscriber.
     timed: Vec<usize>,
-    /// Distinct output formats; outputs refer to them by index.
+    /// Filters, formats and the current batch through each lane.
+    lanes: Lanes,
+}
+
+/// The distinct (filter, format) pairs outputs use.
+#[derive(Default)]
+struct Lanes {
+    /// Distinct formats.
     formats: Vec<Format>,
-    /// Per format, the current batch rendered through it (reused buffers).
-    rendered: Vec<Vec<u8>>,
+    /// Per lane: its filter in `selection` (none: every line) and format.
+    lanes: Vec<(Option<usize>, usize)>,
+    /// Per lane: the current batch rendered (reused buffers), if it is.
+    rendered: Vec<Option<Vec<u8>>>,
+    /// Spare buffers for `rendered`.
+    spare: Vec<Vec<u8>>,
+    /// The filters and what they select from the current batch.
+    selection: Selection,
+    /// `{host}`: the host's name, read at startup and on reload.
+    host: String,
+}
+
+impl Lanes {
+    /// A new batch: nothing selected or rendered yet.
+    fn begin(&mut self) {
+        self.selection.begin();
+        for slot in &mut self.rendered {
+            if let Some(mut buf) = slot.take() {
+                buf.clear();
+                self.spare.push(buf);
+            }
+        }
+    }
+
+    /// What lane `lane` delivers of `batch`, and how many lines that is.
+    fn data<'a>(
+        &'a mut self,
+        lane: usize,
+        batch: &'a Batch,
+        input: &str,
+        time: &mut Option<String>,
+    ) -> (&'a [u8], u64) {
+        let (spec, format) = self.lanes[lane];
+        let (lines, count) = match spec {
+            Some(spec) => self.selection.select(spec, batch.lines),
+            None => (batch.lines, batch.count),
+        };
+        let format = &self.formats[format];
+        if format.is_verbatim() || count == 0 {
+            return (lines, count);
+        }
+        let slot = &mut self.rendered[lane];
+        if slot.is_none() {
+            let mut buf = self.spare.pop().unwrap_or_default();
+            let time = match format.uses_time() {
+                true => time.get_or_insert_with(|| timestamp(SystemTime::now())),
+                false => "",
+            };
+            let cx = Context {
+                input,
+                time,
+                host: &self.host,
+            };
+            format.render(lines, cx, &mut buf);
+            *slot = Some(buf);
+        }
+        (slot.as_deref().unwrap_or_default(), count)
+    }
 }
 
 impl FanOut {
@@ -40,10 +106,36 @@ impl FanOut {
         &mut self.outputs
     }
 
-    /// Replaces the format table; outputs must be reconfigured to match.
-    pub(super) fn set_formats(&mut self, formats: Vec<Format>) {
-        self.rendered = vec![Vec::new(); formats.len()];
-        self.formats = formats;
+    /// Empties the lane tables before every output's lane is looked up
+    /// again (on reload), and reads the host's name again.
+    pub(super) fn reset_lanes(&mut self) {
+        let spare = std::mem::take(&mut self.lanes.spare);
+        self.lanes = Lanes {
+            spare,
+            host: host_name(),
+            ..Lanes::default()
+        };
+    }
+
+    /// The lane for `format` and `filter`, made if new.
+    pub(super) fn lane(&mut self, format: &Format, filter: &Filter) -> usize {
+        let lanes = &mut self.lanes;
+        let format = match lanes.formats.iter().position(|f| f == format) {
+            Some(f) => f,
+            None => {
+                lanes.formats.push(format.clone());
+                lanes.formats.len() - 1
+            }
+        };
+        let lane = (lanes.selection.add(filter), format);
+        match lanes.lanes.iter().position(|l| *l == lane) {
+            Some(i) => i,
+            None => {
+                lanes.lanes.push(lane);
+                lanes.rendered.push(None);
+                lanes.lanes.len() - 1
+            }
+        }
     }
 
     /// Recomputes which outputs retry on a timer (after a reload).
@@ -66,35 +158,23 @@ impl FanOut {
         self.outputs.iter().all(|(_, o)| o.is_drained())
     }
 
-    /// Hands `batch` from input `input` to every output in `routes`,
-    /// rendering each distinct format once.
+    /// Hands `batch` from input `input` to every output in `routes`, each
+    /// filter and rendering done once per lane.
     pub(super) fn route(&mut self, world: &World, input: &str, routes: &[usize], batch: &Batch) {
         if batch.count == 0 {
             return;
         }
-        for buf in &mut self.rendered {
-            buf.clear();
-        }
+        self.lanes.begin();
         let mut time: Option<String> = None;
         for &o in routes {
             let output = &mut self.outputs[o];
-            let format = &self.formats[output.format()];
-            let data: &[u8] = if format.is_verbatim() {
-                batch.lines
-            } else {
-                let buf = &mut self.rendered[output.format()];
-                if buf.is_empty() {
-                    let now = if format.uses_time() {
-                        time.get_or_insert_with(|| timestamp(SystemTime::now()))
-                            .as_str()
-                    } else {
-                        ""
-                    };
-                    format.render(batch.lines, input, now, buf);
-                }
-                buf
-            };
-            output.offer(data, batch.count, world);
+            let (data, count) = self.lanes.data(output.lane(), batch, input, &mut time);
+            if count < batch.count {
+                output.count_filtered(batch.count - count);
+            }
+            if count > 0 {
+                output.offer(data, count, world);
+            }
         }
     }
 
@@ -129,4 +209,10 @@ impl FanOut {
             output.reopen();
         }
     }
+}
+
+/// The host's name (`uname -n`), for `{host}`.
+fn host_name() -> String {
+    let uname = rustix::system::uname();
+    uname.nodename().to_string_lossy().into_owned()
 }

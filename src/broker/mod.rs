@@ -375,12 +375,13 @@ impl Broker {
         };
         let mut status = format!(
             "{} inputs, {attached}/{total} subscribers attached, {} sinks; lines in {lines_in}, \
-             out {}, dropped {}, discarded {}",
+             out {}, dropped {}, discarded {}, filtered {}",
             self.inputs.len(),
             self.fanout.outputs().len() - total,
             sum(|s| s.lines_out),
             sum(|s| s.dropped),
             sum(|s| s.discarded),
+            sum(|s| s.filtered),
         );
         if let Some(err) = self.supervisor.reload_error() {
             status.push_str("; reload failed: ");

@@ -44,7 +44,7 @@ impl Config {
                     )
                 }
             };
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "{} {}: {target} from [{}] format {:?} buffer_bytes {} when_full {}",
                 output.kind_name(),
@@ -54,6 +54,13 @@ impl Config {
                 output.buffer_bytes,
                 output.when_full,
             );
+            if let Some(p) = &output.filter.matching {
+                let _ = write!(out, " match {:?}", p.source());
+            }
+            if let Some(p) = &output.filter.excluding {
+                let _ = write!(out, " exclude {:?}", p.source());
+            }
+            out.push('\n');
         }
         out
     }

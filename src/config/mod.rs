@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::filter::Filter;
 use crate::format::Format;
 
 pub use env::Env;
@@ -134,6 +135,8 @@ pub struct OutputConfig {
     pub buffer_bytes: usize,
     /// Policy once the queue is full.
     pub when_full: WhenFull,
+    /// `match` and `exclude`.
+    pub(crate) filter: Filter,
 }
 
 /// What kind of output, and the settings only that kind has.

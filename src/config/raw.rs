@@ -61,6 +61,9 @@ pub(crate) struct RawSubscriber {
     pub(crate) format: Option<Spanned<String>>,
     pub(crate) buffer_bytes: Option<Spanned<i64>>,
     pub(crate) when_full: Option<Spanned<WhenFull>>,
+    #[serde(rename = "match")]
+    pub(crate) matching: Option<Spanned<String>>,
+    pub(crate) exclude: Option<Spanned<String>>,
 }
 
 /// `[sinks.NAME]`.
@@ -72,6 +75,9 @@ pub(crate) struct RawSink {
     pub(crate) format: Option<Spanned<String>>,
     pub(crate) buffer_bytes: Option<Spanned<i64>>,
     pub(crate) when_full: Option<Spanned<WhenFull>>,
+    #[serde(rename = "match")]
+    pub(crate) matching: Option<Spanned<String>>,
+    pub(crate) exclude: Option<Spanned<String>>,
     pub(crate) max_bytes: Option<Spanned<i64>>,
     pub(crate) keep: Option<Spanned<i64>>,
 }
@@ -82,6 +88,8 @@ pub(crate) struct Common<'r> {
     pub(crate) format: &'r Option<Spanned<String>>,
     pub(crate) buffer_bytes: &'r Option<Spanned<i64>>,
     pub(crate) when_full: &'r Option<Spanned<WhenFull>>,
+    pub(crate) matching: &'r Option<Spanned<String>>,
+    pub(crate) exclude: &'r Option<Spanned<String>>,
 }
 
 impl RawSubscriber {
@@ -92,6 +100,8 @@ impl RawSubscriber {
             format: &self.format,
             buffer_bytes: &self.buffer_bytes,
             when_full: &self.when_full,
+            matching: &self.matching,
+            exclude: &self.exclude,
         }
     }
 }
@@ -104,6 +114,8 @@ impl RawSink {
             format: &self.format,
             buffer_bytes: &self.buffer_bytes,
             when_full: &self.when_full,
+            matching: &self.matching,
+            exclude: &self.exclude,
         }
     }
 }

@@ -16,6 +16,7 @@ use super::env::Env;
 use super::locate::Locator;
 use super::raw::{Common, RawBroker, RawConfig, RawGroup, RawInput, RawSink, RawSubscriber};
 use super::{Config, ConfigError, InputConfig, OutputConfig, OutputKind, WhenFull};
+use crate::filter::{Filter, Pattern};
 use crate::format::Format;
 
 const DEFAULT_MAX_LINE_BYTES: usize = 65536;
@@ -242,7 +243,25 @@ impl<'a> Validator<'a> {
                 .when_full
                 .as_ref()
                 .map_or(WhenFull::DropNewest, |w| *w.get_ref()),
+            filter: Filter {
+                matching: self.pattern(common.matching, &format!("{key}.match"))?,
+                excluding: self.pattern(common.exclude, &format!("{key}.exclude"))?,
+            },
         })
+    }
+
+    /// `match` / `exclude`: a regex, compiled within the size limit.
+    fn pattern(
+        &self,
+        source: &Option<Spanned<String>>,
+        key: &str,
+    ) -> Result<Option<Pattern>, ConfigError> {
+        let Some(source) = source else {
+            return Ok(None);
+        };
+        Pattern::new(source.get_ref())
+            .map(Some)
+            .map_err(|e| self.at.at(source, format!("{key}: {e}")))
     }
 
     fn directory(

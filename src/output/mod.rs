@@ -108,8 +108,8 @@ pub(crate) struct Core {
     name: String,
     /// Token for fds the output registers.
     token: Token,
-    /// Index of its format in the fan-out's format table.
-    format: usize,
+    /// Index of its lane (filter and format) in the fan-out.
+    lane: usize,
     /// Bytes waiting for the kernel.
     outbox: Outbox,
     /// Counters.
@@ -123,7 +123,7 @@ impl Core {
         Core {
             name: name.to_string(),
             token,
-            format: 0,
+            lane: 0,
             outbox: Outbox::new(0, crate::config::WhenFull::DropNewest),
             stats: OutputStats::default(),
             warning: RateLimit::default(),
@@ -324,9 +324,14 @@ impl Output {
         }
     }
 
-    /// Index of its format in the fan-out's table.
-    pub(crate) fn format(&self) -> usize {
-        self.core().format
+    /// Index of its lane (filter and format) in the fan-out.
+    pub(crate) fn lane(&self) -> usize {
+        self.core().lane
+    }
+
+    /// Counts lines its filter kept out.
+    pub(crate) fn count_filtered(&mut self, lines: u64) {
+        self.core_mut().stats.filtered += lines;
     }
 
     /// Its counters.
@@ -370,11 +375,11 @@ impl Output {
         each!(self, o => o.retry_at())
     }
 
-    /// Applies `config` (format index, queue size and policy, and the
-    /// settings of its kind); queued bytes stay.
-    pub(crate) fn reconfigure(&mut self, config: &OutputConfig, format: usize) {
+    /// Applies `config` (its lane, queue size and policy, and the settings
+    /// of its kind); queued bytes stay.
+    pub(crate) fn reconfigure(&mut self, config: &OutputConfig, lane: usize) {
         let core = self.core_mut();
-        core.format = format;
+        core.lane = lane;
         core.outbox
             .reconfigure(config.buffer_bytes, config.when_full);
         each!(self, o => o.reconfigure(config))
