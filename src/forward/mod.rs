@@ -9,7 +9,9 @@
 //!
 //! - [`url`] — a forward's `url` into an [`url::Endpoint`].
 //! - [`syslog`] — RFC 5424 messages in RFC 6587 octet-counting frames.
+//! - [`journal`] — systemd's native journal protocol.
 
+pub mod journal;
 pub mod syslog;
 pub mod url;
 
