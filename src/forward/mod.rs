@@ -9,9 +9,12 @@
 //!
 //! - [`url`] — a forward's `url` into an [`url::Endpoint`].
 //! - [`syslog`] — RFC 5424 messages in RFC 6587 octet-counting frames.
+//! - [`nats`] — the NATS client protocol for JetStream publish: CONNECT,
+//!   HPUB, SUB, PING/PONG out; INFO, MSG/HMSG, PubAcks, -ERR in.
 //! - [`journal`] — systemd's native journal protocol.
 
 pub mod journal;
+pub mod nats;
 pub mod syslog;
 pub mod url;
 
