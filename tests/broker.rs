@@ -3077,3 +3077,178 @@ match = "{pattern}"
     let lines = wait_text_lines(&all, N, Duration::from_secs(30), "all");
     assert_numbered(&lines, "n", N, "the unfiltered block subscriber");
 }
+
+// ---------------------------------------------------------------------------
+// servers_harness: self-tests of tests/util/servers.rs, the throwaway rsyslog
+// and nats-server that forward tests talk to. Each test skips, printing why,
+// when its server is not installed (under CI=true that is a failure).
+
+mod servers_harness {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use super::util::servers::{port_open, require_binary, NatsServer, Rsyslog, TlsFiles};
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("fb-servers-")
+            .tempdir()
+            .expect("creating temp dir")
+    }
+
+    /// `msg` in RFC 6587 octet-counting framing.
+    fn frame(msg: &str) -> String {
+        format!("{} {msg}", msg.len())
+    }
+
+    const MSG1: &str = "<156>1 2024-05-06T07:08:09.123456Z web1 fb-alerts 4242 - - disk | full";
+    const MSG2: &str = "<13>1 2024-05-06T07:08:10.000001Z web1 fb-events 4242 - - caf\u{e9}";
+
+    #[test]
+    fn rsyslog_receives_octet_counted_rfc5424_and_restarts() {
+        if require_binary("rsyslog_receives_octet_counted_rfc5424", "rsyslogd").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let mut rsyslog = Rsyslog::start(tmp.path(), None);
+        assert_eq!(
+            rsyslog.url(),
+            format!("syslog+tcp://127.0.0.1:{}", rsyslog.port())
+        );
+        let mut conn = TcpStream::connect(("127.0.0.1", rsyslog.port())).expect("connecting");
+        conn.write_all(format!("{}{}", frame(MSG1), frame(MSG2)).as_bytes())
+            .expect("sending two frames");
+        let records = rsyslog.wait_records(2);
+        let r = &records[0];
+        assert_eq!(
+            (r.version.as_str(), r.pri.as_str(), r.hostname.as_str()),
+            ("1", "156", "web1"),
+            "{r:?}"
+        );
+        assert_eq!(
+            (r.app_name.as_str(), r.procid.as_str(), r.msgid.as_str()),
+            ("fb-alerts", "4242", "-"),
+            "{r:?}"
+        );
+        assert_eq!(r.structured_data, "-", "{r:?}");
+        assert_eq!(r.timestamp, "2024-05-06T07:08:09.123456Z", "{r:?}");
+        assert_eq!(r.msg, "disk | full", "{r:?}");
+        assert_eq!(
+            (records[1].pri.as_str(), records[1].msg.as_str()),
+            ("13", "caf\u{e9}"),
+            "{:?}",
+            records[1]
+        );
+
+        drop(conn);
+        rsyslog.kill();
+        assert!(!port_open(rsyslog.port()), "killed rsyslogd still listens");
+        rsyslog.restart();
+        let mut conn = TcpStream::connect(("127.0.0.1", rsyslog.port())).expect("reconnecting");
+        conn.write_all(frame(MSG1).as_bytes()).expect("sending");
+        let records = rsyslog.wait_records(3);
+        assert_eq!(records.len(), 3, "the output file is kept: {records:?}");
+        assert_eq!(records[2].msg, "disk | full");
+    }
+
+    #[test]
+    fn rsyslog_over_tls_with_a_test_ca() {
+        let test = "rsyslog_over_tls_with_a_test_ca";
+        if require_binary(test, "rsyslogd").is_none() || require_binary(test, "openssl").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let tls = TlsFiles::generate(tmp.path());
+        for f in [
+            &tls.ca,
+            &tls.cert,
+            &tls.key,
+            &tls.client_cert,
+            &tls.client_key,
+        ] {
+            assert!(f.is_file(), "{} was not made", f.display());
+        }
+        let rsyslog = Rsyslog::start(tmp.path(), Some(&tls));
+        assert!(rsyslog.url().starts_with("syslog+tls://127.0.0.1:"));
+        // openssl s_client verifies the server against the test CA and
+        // sends stdin; at its end it closes the connection.
+        let mut client = Command::new("openssl")
+            .args(["s_client", "-quiet", "-no_ign_eof", "-verify_return_error"])
+            .args(["-servername", "localhost", "-connect"])
+            .arg(format!("127.0.0.1:{}", rsyslog.port()))
+            .arg("-CAfile")
+            .arg(&tls.ca)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning openssl s_client");
+        let mut stdin = client.stdin.take().expect("s_client stdin");
+        stdin.write_all(frame(MSG1).as_bytes()).expect("writing");
+        let records = rsyslog.wait_records(1);
+        drop(stdin);
+        let out = client.wait_with_output().expect("waiting for s_client");
+        assert_eq!(records[0].msg, "disk | full", "{records:?}");
+        assert!(
+            out.status.success(),
+            "s_client: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn nats_jetstream_stores_dedupes_and_survives_restart() {
+        if require_binary("nats_jetstream_stores_dedupes", "nats-server").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let mut nats = NatsServer::start(tmp.path());
+        assert_eq!(nats.url(), format!("nats://127.0.0.1:{}", nats.port()));
+        let mut c = nats.client();
+        c.create_stream("LOGS", &["logs.>"], Duration::from_secs(120));
+
+        let ack = c.publish("logs.alerts", Some("id-1"), b"disk full").json();
+        assert_eq!(
+            (ack["stream"].as_str(), ack["seq"].as_u64()),
+            (Some("LOGS"), Some(1))
+        );
+        assert!(ack.get("duplicate").is_none(), "{ack}");
+        let ack = c.publish("logs.alerts", Some("id-1"), b"disk full").json();
+        assert_eq!(
+            (ack["seq"].as_u64(), ack["duplicate"].as_bool()),
+            (Some(1), Some(true))
+        );
+        let ack = c.publish("logs.events", Some("id-2"), b"").json();
+        assert_eq!(ack["seq"].as_u64(), Some(2), "{ack}");
+        assert_eq!(c.wait_stream_messages("LOGS", 2), 2);
+
+        let m = c.get_message("LOGS", 1);
+        assert_eq!(
+            (m.subject.as_str(), &m.data[..]),
+            ("logs.alerts", &b"disk full"[..])
+        );
+        assert_eq!(m.header("nats-msg-id"), Some("id-1"), "{m:?}");
+        assert_eq!(c.get_message("LOGS", 2).data, b"");
+
+        // No stream captures the subject: a 503 status, not silence.
+        let none = c.publish("other.subject", Some("id-3"), b"x");
+        let status = none.headers.as_deref().unwrap_or_default();
+        assert!(status.starts_with("NATS/1.0 503"), "{none:?}");
+
+        drop(c);
+        nats.kill();
+        nats.restart();
+        let mut c = nats.client();
+        assert_eq!(c.stream_messages("LOGS"), 2, "the store dir is kept");
+        let ack = c.publish("logs.alerts", Some("id-1"), b"disk full").json();
+        assert_eq!(
+            ack["duplicate"].as_bool(),
+            Some(true),
+            "dedupe survives a restart: {ack}"
+        );
+        assert_eq!(c.stream_messages("LOGS"), 2, "{}", nats.log());
+    }
+}

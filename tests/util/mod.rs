@@ -21,6 +21,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod servers;
+
 use rustix::fs::OFlags;
 use rustix::process::{Pid, Signal};
 use tempfile::TempDir;
