@@ -45,6 +45,16 @@ pub enum Error {
         dir: PathBuf,
     },
 
+    /// A forward cannot be set up (its TLS files or credentials changed
+    /// since the config was checked, or the system refused a resource).
+    #[error("forwards.{name}: {reason}")]
+    Forward {
+        /// The forward's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+
     /// Anything else (the event loop itself failing, for instance).
     #[error("{context}: {source}")]
     Io {
@@ -63,7 +73,7 @@ impl Error {
             Error::Config(_) => 78,
             Error::Unsafe { .. } | Error::Path { .. } => 73,
             Error::Locked { .. } => 75,
-            Error::Io { .. } => 1,
+            Error::Forward { .. } | Error::Io { .. } => 1,
         }
     }
 

@@ -45,9 +45,6 @@ mod error;
 mod fifodir;
 mod filter;
 mod format;
-// The event loop does not drive forwards yet; until it does, their protocol
-// pieces are exercised only by their unit tests.
-#[allow(dead_code)]
 mod forward;
 mod input;
 pub mod logging;

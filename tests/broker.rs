@@ -3252,3 +3252,404 @@ mod servers_harness {
         assert_eq!(c.stream_messages("LOGS"), 2, "{}", nats.log());
     }
 }
+
+// ---------------------------------------------------------------------------
+// Forwards (SPEC §7), against real rsyslog and nats-server on loopback.
+
+mod forwards {
+    use std::fs;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::os::unix::net::UnixDatagram;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use rustix::process::Signal;
+
+    use super::util::servers::{free_port, require_binary, NatsServer, Rsyslog, TlsFiles};
+    use super::util::{eventually, join_within, Daemon, Setup, TIMEOUT};
+    use super::write_numbered;
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("fb-fwd-")
+            .tempdir()
+            .expect("creating temp dir")
+    }
+
+    fn host() -> String {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Writes `n` numbered lines `"{prefix}{i}"` into `input` from a thread.
+    fn stream(d: &Daemon, input: &str, prefix: &'static str, n: usize) -> thread::JoinHandle<()> {
+        let mut w = d.open_writer(input);
+        thread::spawn(move || write_numbered(&mut w, prefix, n, 100))
+    }
+
+    /// Waits until rsyslog wrote a record whose MSG is `last`.
+    fn wait_msg(rsyslog: &Rsyslog, last: &str, timeout: Duration) -> Vec<String> {
+        eventually(timeout, || {
+            let records = rsyslog.records();
+            match records.iter().any(|r| r.msg == last) {
+                true => Ok(records.into_iter().map(|r| r.msg).collect()),
+                false => Err(format!(
+                    "rsyslog has {} records, not {last:?} yet",
+                    records.len()
+                )),
+            }
+        })
+    }
+
+    fn syslog_config(url: &str, extra: &str) -> String {
+        format!(
+            r#"
+[inputs.app]
+
+[forwards.central]
+url = "{url}"
+from = ["app"]
+when_full = "block"
+{extra}
+"#
+        )
+    }
+
+    #[test]
+    fn syslog_tcp_forward_delivers_every_line_to_rsyslog_intact() {
+        const N: usize = 100_000;
+        if require_binary("syslog_tcp_forward", "rsyslogd").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let rsyslog = Rsyslog::start(tmp.path(), None);
+        let d = Daemon::start(&syslog_config(&rsyslog.url(), ""));
+        d.write("app", "with | pipe and \u{e9}\n".as_bytes());
+        join_within(stream(&d, "app", "n", N), TIMEOUT, "writer");
+        wait_msg(&rsyslog, &format!("n{}", N - 1), Duration::from_secs(60));
+        let records = rsyslog.records();
+        assert_eq!(records.len(), N + 1, "exactly the lines written");
+        let first = &records[0];
+        assert_eq!(first.msg, "with | pipe and \u{e9}", "{first:?}");
+        assert_eq!(
+            (first.version.as_str(), first.app_name.as_str()),
+            ("1", "app"),
+            "{first:?}"
+        );
+        assert_eq!(first.procid, d.pid().to_string(), "{first:?}");
+        assert_eq!(first.hostname, host(), "{first:?}");
+        assert_eq!(first.pri, "13", "user.notice by default: {first:?}");
+        assert!(first.timestamp.ends_with('Z'), "{first:?}");
+        for (i, r) in records[1..].iter().enumerate() {
+            assert_eq!(r.msg, format!("n{i}"), "record {i} out of order or changed");
+        }
+        let c = d.counters();
+        assert!(c.raw("forward", "central", "state") == "connected", "{c}");
+        assert_eq!(
+            c.get("forward", "central", "lines_out"),
+            N as u64 + 1,
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn syslog_tls_forward_verifies_the_server_with_a_test_ca() {
+        const N: usize = 20_000;
+        if require_binary("syslog_tls_forward", "rsyslogd").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let tls = TlsFiles::generate(tmp.path());
+        let rsyslog = Rsyslog::start(tmp.path(), Some(&tls));
+        let url = format!("syslog+tls://127.0.0.1:{}", rsyslog.port());
+        let extra = format!(
+            "ca_file = \"{}\"\nserver_name = \"localhost\"\nseverity = \"err\"\nfacility = \"local3\"\napp_name = \"fb-{{input}}\"",
+            tls.ca.display()
+        );
+        let d = Daemon::start(&syslog_config(&url, &extra));
+        join_within(stream(&d, "app", "t", N), TIMEOUT, "writer");
+        let msgs = wait_msg(&rsyslog, &format!("t{}", N - 1), Duration::from_secs(60));
+        let want: Vec<String> = (0..N).map(|i| format!("t{i}")).collect();
+        assert_eq!(msgs, want, "every line once, in order, over TLS");
+        let r = &rsyslog.records()[0];
+        assert_eq!(
+            (r.pri.as_str(), r.app_name.as_str()),
+            ("155", "fb-app"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn syslog_tls_forward_refuses_a_server_its_ca_does_not_sign() {
+        if require_binary("syslog_tls_refuses", "rsyslogd").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let tls = TlsFiles::generate(tmp.path());
+        let other = TlsFiles::generate(&tmp.path().join("other"));
+        let rsyslog = Rsyslog::start(tmp.path(), Some(&tls));
+        let url = format!("syslog+tls://127.0.0.1:{}", rsyslog.port());
+        let extra = format!("ca_file = \"{}\"", other.ca.display());
+        let d = Daemon::start(&syslog_config(&url, &extra).replace("block", "drop-newest"));
+        d.write("app", b"secret\n");
+        d.wait_counters("forward errors after a bad certificate", |c| {
+            c.get("forward", "central", "errors") > 0
+        });
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            rsyslog.records().is_empty(),
+            "nothing reaches an unverified server"
+        );
+        assert!(d.stderr().contains("forward central"), "{}", d.stderr());
+    }
+
+    #[test]
+    fn syslog_forward_reconnects_after_rsyslog_restarts() {
+        const N: usize = 20_000;
+        if require_binary("syslog_forward_reconnects", "rsyslogd").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let mut rsyslog = Rsyslog::start(tmp.path(), None);
+        let d = Daemon::start(&syslog_config(&rsyslog.url(), ""));
+        let mut w = d.open_writer("app");
+        write_numbered(&mut w, "a", N, 100);
+        wait_msg(&rsyslog, &format!("a{}", N - 1), Duration::from_secs(30));
+        rsyslog.kill();
+        // Written while the server is down: queued, or in the kernel of a
+        // connection that is gone.
+        let batch: String = (0..N).map(|i| format!("b{i}\n")).collect();
+        w.write_all(batch.as_bytes()).expect("writing");
+        thread::sleep(Duration::from_millis(300));
+        rsyslog.restart();
+        let batch: String = (0..N).map(|i| format!("c{i}\n")).collect();
+        w.write_all(batch.as_bytes()).expect("writing");
+        let msgs = wait_msg(&rsyslog, &format!("c{}", N - 1), Duration::from_secs(60));
+        let count = |p: &str| msgs.iter().filter(|m| m.starts_with(p)).count();
+        let lost = N - count("b");
+        println!("lines lost across an rsyslog restart: {lost} of {N}");
+        assert_eq!(
+            count("c"),
+            N,
+            "every line written after the restart arrives"
+        );
+        assert!(
+            lost < N,
+            "the forward reconnected and delivered the queued lines"
+        );
+        let c = d.counters();
+        assert!(c.get("forward", "central", "connects") >= 2, "{c}");
+        assert!(c.get("forward", "central", "disconnects") >= 1, "{c}");
+    }
+
+    #[test]
+    fn forward_to_a_closed_port_never_stops_the_daemon_and_connects_when_the_server_appears() {
+        let port = free_port();
+        let d = Daemon::start(&format!(
+            r#"
+[inputs.app]
+
+[subscribers."app.tail"]
+from = ["app"]
+
+[sinks.archive]
+path = "archive.log"
+from = ["app"]
+
+[forwards.central]
+url = "syslog+tcp://127.0.0.1:{port}"
+from = ["app"]
+"#
+        ));
+        let r = super::util::Cat::on(&d, "app.tail", "r");
+        d.attach("app", &[&r]);
+        d.write("app", b"while down\n");
+        r.wait_data_lines(1);
+        super::wait_file_lines(&d.log_path("archive.log"), 1);
+        let c = d.wait_counters("forward errors", |c| {
+            c.get("forward", "central", "errors") > 0
+        });
+        assert_eq!(c.raw("forward", "central", "state"), "disconnected", "{c}");
+
+        let server = TcpListener::bind(("127.0.0.1", port)).expect("binding the late server");
+        let (mut conn, _) = server.accept().expect("the forward connects by itself");
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + TIMEOUT;
+        while !super::contains(&got, b"while down") && Instant::now() < deadline {
+            let mut buf = [0u8; 4096];
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert!(
+            super::contains(&got, b"- - while down"),
+            "the queued line arrives: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        d.wait_counters("forward connected", |c| {
+            c.raw("forward", "central", "state") == "connected"
+        });
+    }
+
+    #[test]
+    fn nats_forward_is_exactly_once_across_two_server_restarts() {
+        const N: usize = 100_000;
+        if require_binary("nats_forward_exactly_once", "nats-server").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let mut nats = NatsServer::start(tmp.path());
+        nats.client()
+            .create_stream("LOGS", &["logs.>"], Duration::from_secs(120));
+        let d = Daemon::start(&format!(
+            r#"
+[inputs.app]
+[inputs.other]
+
+[forwards.js]
+url = "{}"
+subject = "logs.{{input}}"
+from = ["*"]
+when_full = "block"
+"#,
+            nats.url()
+        ));
+        let a = stream(&d, "app", "a", N);
+        let b = stream(&d, "other", "o", N / 10);
+        for _ in 0..2 {
+            let mut client = nats.client();
+            eventually(Duration::from_secs(60), || {
+                let n = client.stream_messages("LOGS");
+                match n > 10_000 {
+                    true => Ok(()),
+                    false => Err(format!("{n} messages stored so far")),
+                }
+            });
+            nats.restart();
+        }
+        join_within(a, Duration::from_secs(90), "writer a");
+        join_within(b, Duration::from_secs(90), "writer o");
+        let total = (N + N / 10) as u64;
+        let mut client = nats.client();
+        eventually(Duration::from_secs(90), || {
+            let n = client.stream_messages("LOGS");
+            match n >= total {
+                true => Ok(()),
+                false => Err(format!("{n} of {total} messages stored")),
+            }
+        });
+        d.wait_counters("every line acknowledged", |c| {
+            c.get("forward", "js", "acked") >= total
+        });
+        assert_eq!(
+            client.stream_messages("LOGS"),
+            total,
+            "exactly once:\n{}",
+            nats.log()
+        );
+        let (mut next_a, mut next_o) = (0, 0);
+        for seq in 1..=total {
+            let m = client.get_message("LOGS", seq);
+            let text = String::from_utf8_lossy(&m.data).into_owned();
+            let (next, prefix, subject) = match m.subject.as_str() {
+                "logs.app" => (&mut next_a, "a", "logs.app"),
+                _ => (&mut next_o, "o", "logs.other"),
+            };
+            assert_eq!(
+                text,
+                format!("{prefix}{next}"),
+                "stream seq {seq} on {subject}"
+            );
+            assert!(m.header("Nats-Msg-Id").is_some(), "{m:?}");
+            *next += 1;
+        }
+        assert_eq!((next_a, next_o), (N, N / 10));
+    }
+
+    #[test]
+    fn nats_forward_without_a_stream_counts_failures_and_keeps_lines_queued() {
+        if require_binary("nats_no_stream", "nats-server").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let nats = NatsServer::start(tmp.path());
+        let d = Daemon::start(&format!(
+            "[inputs.app]\n[forwards.js]\nurl = \"{}\"\nsubject = \"nowhere.{{input}}\"\nfrom = [\"app\"]\n",
+            nats.url()
+        ));
+        d.write("app", b"lost in space\n");
+        let c = d.wait_counters("forward errors", |c| c.get("forward", "js", "errors") > 0);
+        assert_eq!(c.get("forward", "js", "acked"), 0, "{c}");
+        assert!(d.stderr().contains("no JetStream stream"), "{}", d.stderr());
+        nats.client()
+            .create_stream("LATE", &["nowhere.>"], Duration::from_secs(60));
+        d.wait_counters("acked after the stream appears", |c| {
+            c.get("forward", "js", "acked") == 1
+        });
+    }
+
+    #[test]
+    fn journal_forward_sends_native_protocol_entries() {
+        let tmp = tmp();
+        let socket = tmp.path().join("journal.sock");
+        let journal = UnixDatagram::bind(&socket).expect("binding a fake journal");
+        journal.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let d = Setup::new(
+            "[inputs.alerts]\n[forwards.j]\nurl = \"journal\"\nfrom = [\"alerts\"]\nseverity = \"crit\"\n",
+        )
+        .env("FIFO_BROKER_JOURNAL_SOCKET", socket.to_str().unwrap())
+        .start();
+        d.write("alerts", b"disk full\nmulti=eq\n");
+        let mut entries = Vec::new();
+        for _ in 0..2 {
+            let mut buf = vec![0u8; 65536];
+            let n = journal.recv(&mut buf).expect("an entry");
+            entries.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert_eq!(
+            entries[0],
+            "MESSAGE=disk full\nPRIORITY=2\nSYSLOG_IDENTIFIER=alerts\nFIFO_BROKER_INPUT=alerts\n"
+        );
+        assert!(
+            entries[1].starts_with("MESSAGE=multi=eq\n"),
+            "{:?}",
+            entries[1]
+        );
+        d.signal(Signal::TERM);
+        d.assert_exit_code(0, "stop with a journal forward");
+        let _ = fs::remove_file(&socket);
+    }
+
+    #[test]
+    fn check_rejects_bad_forward_settings_with_their_line() {
+        let cases = [
+            ("url = \"http://x:1\"", "url ="),
+            ("url = \"nats://127.0.0.1:4222\"", "url ="),
+            (
+                "url = \"syslog+tcp://127.0.0.1:514\"\nsubject = \"x\"",
+                "subject =",
+            ),
+            (
+                "url = \"syslog+tls://127.0.0.1:514\"\nca_file = \"/nonexistent/ca.pem\"",
+                "ca_file =",
+            ),
+            (
+                "url = \"syslog+tcp://127.0.0.1:514\"\nfacility = \"nope\"",
+                "facility =",
+            ),
+            (
+                "url = \"syslog+tcp://127.0.0.1:514\"\nformat = \"{line}\"",
+                "format =",
+            ),
+        ];
+        for (body, offending) in cases {
+            let config = format!("[inputs.a]\n[forwards.f]\nfrom = [\"a\"]\n{body}\n");
+            super::assert_config_error(&config, &[offending], "forwards.f");
+        }
+    }
+}

@@ -136,5 +136,6 @@ fn new_output(name: &str, fresh: Fresh, key: usize) -> Output {
     match fresh {
         Fresh::Fifo(fifo) => Output::subscriber(name, fifo, output_token(key)),
         Fresh::File(file) => Output::sink(name, file, output_token(key)),
+        Fresh::Forward(forward) => Output::forward(forward, output_token(key)),
     }
 }

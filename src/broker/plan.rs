@@ -18,7 +18,7 @@ use super::Broker;
 use crate::config::{Config, InputConfig, OutputConfig, OutputKind};
 use crate::error::{Error, Result};
 use crate::fifodir::{FifoDir, FifoId};
-use crate::output::{Kind, SinkFile};
+use crate::output::{Forward, Kind, SinkFile};
 
 /// What happens to one input or output of the new config.
 pub(super) enum Step<F> {
@@ -43,6 +43,8 @@ pub(super) enum Fresh {
     Fifo(FifoId),
     /// An open sink file.
     File(SinkFile),
+    /// A forward, not connected yet.
+    Forward(Box<Forward>),
 }
 
 /// Everything a commit does, decided and prepared.
@@ -191,6 +193,7 @@ impl Broker {
         let moved = match &output.kind {
             OutputKind::Sink { path, .. } => self.sink_path(&output.name) != Some(path),
             OutputKind::Subscriber { .. } => false,
+            OutputKind::Forward(_) => self.old_kind(&output.name) != Some(&output.kind),
         };
         if intact && !moved {
             Want::Keep(key)
@@ -205,6 +208,12 @@ impl Broker {
             OutputKind::Sink { path, .. } if o.name == name => Some(path.as_path()),
             _ => None,
         })
+    }
+
+    /// What kind and settings the running output of that name has, if any.
+    fn old_kind(&self, name: &str) -> Option<&OutputKind> {
+        let same = |o: &&OutputConfig| o.name == name;
+        (self.config.outputs.iter().find(same)).map(|o| &o.kind)
     }
 
     /// Refuses the plan if a FIFO it must create has something else in the
@@ -256,7 +265,7 @@ impl Broker {
             .filter(|(_, want)| matches!(want, Want::Keep(_)))
             .filter_map(|(c, _)| match c.kind {
                 OutputKind::Subscriber { mode } => Some((&c.name, mode)),
-                OutputKind::Sink { .. } => None,
+                _ => None,
             });
         kept_inputs
             .chain(kept_subscribers)
@@ -271,7 +280,7 @@ fn fifo_modes(config: &Config) -> HashMap<&str, u32> {
     let inputs = config.inputs.iter().map(|i| (&*i.name, i.mode));
     let subscribers = config.outputs.iter().filter_map(|o| match o.kind {
         OutputKind::Subscriber { mode } => Some((&*o.name, mode)),
-        OutputKind::Sink { .. } => None,
+        _ => None,
     });
     inputs.chain(subscribers).collect()
 }
@@ -288,6 +297,13 @@ fn make_output(output: &OutputConfig, group: Option<u32>, created: &mut Created)
     match &output.kind {
         OutputKind::Subscriber { mode } => {
             Ok(Fresh::Fifo(created.fifo(&output.name, *mode, group)?))
+        }
+        OutputKind::Forward(forward) => {
+            let made = Forward::new(&output.name, forward).map_err(|reason| Error::Forward {
+                name: output.name.clone(),
+                reason,
+            })?;
+            Ok(Fresh::Forward(Box::new(made)))
         }
         OutputKind::Sink {
             path,

@@ -43,6 +43,7 @@ impl Config {
                         path.display()
                     )
                 }
+                OutputKind::Forward(forward) => format!("{}", forward.endpoint),
             };
             let _ = write!(
                 out,

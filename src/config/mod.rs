@@ -29,6 +29,8 @@ use serde::Deserialize;
 
 use crate::filter::Filter;
 use crate::format::Format;
+use crate::forward::syslog::{Facility, Severity};
+use crate::forward::url::Endpoint;
 
 pub use env::Env;
 
@@ -156,6 +158,42 @@ pub enum OutputKind {
         /// Rotated files kept (`path.1` .. `path.keep`).
         keep: u32,
     },
+    /// A network (or journal) forward.
+    Forward(Box<ForwardConfig>),
+}
+
+/// A forward's settings (SPEC §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ForwardConfig {
+    /// Where to, parsed from `url`.
+    pub(crate) endpoint: Endpoint,
+    /// Syslog PRI and journal PRIORITY.
+    pub(crate) facility: Facility,
+    pub(crate) severity: Severity,
+    /// Syslog HOSTNAME.
+    pub(crate) hostname: String,
+    /// Syslog APP-NAME and journal SYSLOG_IDENTIFIER (`{input}` allowed).
+    pub(crate) app_name: String,
+    /// TLS settings, for `syslog+tls://` and `nats://` with `tls = true`.
+    pub(crate) tls: Option<TlsConfig>,
+    /// NATS subject template (`{input}` allowed).
+    pub(crate) subject: String,
+    /// NATS `.creds` file.
+    pub(crate) credentials: Option<PathBuf>,
+    /// NATS: most messages sent and not acknowledged yet.
+    pub(crate) window: usize,
+}
+
+/// How a forward's TLS client is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsConfig {
+    /// Roots to trust; the system's when unset.
+    pub(crate) ca_file: Option<PathBuf>,
+    /// A client certificate and its key (mutual TLS).
+    pub(crate) cert_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry.
+    pub(crate) server_name: String,
 }
 
 impl OutputConfig {
@@ -164,6 +202,7 @@ impl OutputConfig {
         match self.kind {
             OutputKind::Subscriber { .. } => "subscriber",
             OutputKind::Sink { .. } => "sink",
+            OutputKind::Forward(_) => "forward",
         }
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct RawConfig {
     pub(crate) subscribers: BTreeMap<Spanned<String>, RawSubscriber>,
     #[serde(default)]
     pub(crate) sinks: BTreeMap<Spanned<String>, RawSink>,
+    #[serde(default)]
+    pub(crate) forwards: BTreeMap<Spanned<String>, RawForward>,
 }
 
 /// `[broker]`.
@@ -112,6 +114,48 @@ impl RawSink {
         Common {
             from: &self.from,
             format: &self.format,
+            buffer_bytes: &self.buffer_bytes,
+            when_full: &self.when_full,
+            matching: &self.matching,
+            exclude: &self.exclude,
+        }
+    }
+}
+
+/// `[forwards.NAME]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForward {
+    pub(crate) url: Spanned<String>,
+    pub(crate) from: Spanned<Vec<Spanned<String>>>,
+    pub(crate) buffer_bytes: Option<Spanned<i64>>,
+    pub(crate) when_full: Option<Spanned<WhenFull>>,
+    #[serde(rename = "match")]
+    pub(crate) matching: Option<Spanned<String>>,
+    pub(crate) exclude: Option<Spanned<String>>,
+    pub(crate) facility: Option<Spanned<String>>,
+    pub(crate) severity: Option<Spanned<String>>,
+    pub(crate) hostname: Option<Spanned<String>>,
+    pub(crate) app_name: Option<Spanned<String>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) cert_file: Option<Spanned<String>>,
+    pub(crate) key_file: Option<Spanned<String>>,
+    pub(crate) server_name: Option<Spanned<String>>,
+    pub(crate) subject: Option<Spanned<String>>,
+    pub(crate) credentials: Option<Spanned<String>>,
+    pub(crate) tls: Option<Spanned<bool>>,
+    pub(crate) window: Option<Spanned<i64>>,
+}
+
+/// Forwards have no `format`: what they send is fixed by their protocol.
+static NO_FORMAT: Option<Spanned<String>> = None;
+
+impl RawForward {
+    /// The keys every output has.
+    pub(crate) fn common(&self) -> Common<'_> {
+        Common {
+            from: &self.from,
+            format: &NO_FORMAT,
             buffer_bytes: &self.buffer_bytes,
             when_full: &self.when_full,
             matching: &self.matching,

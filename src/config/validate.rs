@@ -16,6 +16,8 @@ use super::env::Env;
 use super::locate::Locator;
 use super::raw::{Common, RawBroker, RawConfig, RawGroup, RawInput, RawSink, RawSubscriber};
 use super::{Config, ConfigError, InputConfig, OutputConfig, OutputKind, WhenFull};
+mod forward;
+
 use crate::filter::{Filter, Pattern};
 use crate::format::Format;
 
@@ -58,7 +60,12 @@ impl<'a> Validator<'a> {
         config.inputs = self.inputs(&raw.inputs)?;
         let subscribers = self.subscribers(raw, &config.inputs)?;
         let sinks = self.sinks(&raw.sinks, &config.log_dir, &config.inputs)?;
-        config.outputs = subscribers.into_iter().chain(sinks).collect();
+        let forwards = self.forwards(&raw.forwards, &config.inputs)?;
+        config.outputs = subscribers
+            .into_iter()
+            .chain(sinks)
+            .chain(forwards)
+            .collect();
         config.warnings = self.warnings;
         Ok(config)
     }

@@ -172,6 +172,7 @@ pub fn encode_pong(out: &mut Vec<u8>) {
 }
 
 /// Appends `SUB subject sid\r\n`.
+#[allow(dead_code)] // the decoder side: used by tests and the fuzz targets
 pub fn encode_sub(subject: &str, sid: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"SUB ");
     out.extend_from_slice(subject.as_bytes());
@@ -358,6 +359,7 @@ pub struct Msg<'a> {
 
 /// How many bytes the first operation in `buf` takes, if it is all there.
 /// `Ok(None)`: wait for more bytes. `Err`: close the connection.
+#[allow(dead_code)] // the decoder side: used by tests and the fuzz targets
 pub fn check(buf: &[u8]) -> Result<Option<usize>, Malformed> {
     Ok(decode(buf)?.map(|(_, used)| used))
 }
@@ -677,6 +679,7 @@ impl Creds {
     }
 
     /// The user's public nkey (`U...`), fit for logs.
+    #[allow(dead_code)] // the decoder side: used by tests and the fuzz targets
     pub fn public_key(&self) -> String {
         self.key.public_key()
     }

@@ -22,9 +22,11 @@ const MAX_PROCID: usize = 128;
 /// (`1985-04-12T19:20:50.123456-04:00`).
 const MAX_TIMESTAMP: usize = 32;
 /// The largest LEN [`split_frames`] accepts.
+#[allow(dead_code)] // the decoder side: used by tests and the fuzz targets
 pub const MAX_FRAME_LEN: usize = 16 << 20;
 /// Decimal digits of [`MAX_FRAME_LEN`]: a longer LEN is malformed even
 /// before its space arrives.
+#[allow(dead_code)] // the decoder side: used by tests and the fuzz targets
 const MAX_LEN_DIGITS: usize = 8;
 
 /// What the `{input}` placeholder of `app_name` stands for.
@@ -61,6 +63,12 @@ const FACILITIES: &[(&str, u8)] = &[
     ("local6", 22),
     ("local7", 23),
 ];
+
+impl Default for Facility {
+    fn default() -> Facility {
+        Facility::USER
+    }
+}
 
 impl Facility {
     /// `user`, the default.
@@ -103,6 +111,12 @@ const SEVERITIES: &[(&str, u8)] = &[
     ("info", 6),
     ("debug", 7),
 ];
+
+impl Default for Severity {
+    fn default() -> Severity {
+        Severity::NOTICE
+    }
+}
 
 impl Severity {
     /// `notice`, the default.
@@ -277,6 +291,7 @@ fn printable(c: char) -> char {
 
 /// Why [`split_frames`] gave up on a buffer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(dead_code)] // the decoder side: used by tests and the fuzz targets
 pub enum FrameError {
     /// LEN is not `NONZERO-DIGIT *DIGIT` followed by a space.
     #[error("malformed octet count")]
@@ -289,6 +304,7 @@ pub enum FrameError {
 /// Splits the first RFC 6587 octet-counted frame off `buf`: the message and
 /// how many bytes of `buf` the frame used, `None` if it is not complete
 /// yet, an error if it can never become valid.
+#[allow(dead_code)] // the decoder side: used by tests and the fuzz targets
 pub fn split_frames(buf: &[u8]) -> Result<Option<(&[u8], usize)>, FrameError> {
     let digits = buf.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits > MAX_LEN_DIGITS {

@@ -16,6 +16,7 @@
 //! files, and whatever is not taken goes to the bounded outbox.
 
 mod file;
+mod forward;
 mod sink;
 mod subscriber;
 
@@ -26,6 +27,7 @@ use std::time::Instant;
 use mio::Token;
 
 pub(crate) use file::SinkFile;
+pub(crate) use forward::{tls_client_config, Forward};
 pub(crate) use sink::Sink;
 pub(crate) use subscriber::Subscriber;
 
@@ -42,6 +44,8 @@ pub(crate) enum Output {
     Subscriber(Subscriber),
     /// An append-only log file.
     Sink(Sink),
+    /// A network (or journal) forward.
+    Forward(Box<Forward>),
 }
 
 /// Runs `$body` with `$o` bound to whichever kind `$output` is.
@@ -50,6 +54,7 @@ macro_rules! each {
         match $output {
             Output::Subscriber($o) => $body,
             Output::Sink($o) => $body,
+            Output::Forward($o) => $body,
         }
     };
 }
@@ -59,12 +64,13 @@ macro_rules! each {
 pub(crate) enum Kind {
     Subscriber,
     Sink,
+    Forward,
 }
 
 impl Kind {
     /// True if the kind retries on a timer (the loop checks it every turn).
     pub(crate) fn has_timer(self) -> bool {
-        self == Kind::Sink
+        matches!(self, Kind::Sink | Kind::Forward)
     }
 }
 
@@ -73,6 +79,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Subscriber => "subscriber",
             Kind::Sink => "sink",
+            Kind::Forward => "forward",
         })
     }
 }
@@ -88,6 +95,10 @@ pub(crate) enum State {
     Ok,
     /// Writes fail and are retried.
     Retrying,
+    /// A forward with a working connection.
+    Connected,
+    /// A forward waiting to (re)connect.
+    Disconnected,
 }
 
 impl fmt::Display for State {
@@ -97,6 +108,8 @@ impl fmt::Display for State {
             State::NoReader => "no reader",
             State::Ok => "ok",
             State::Retrying => "retrying",
+            State::Connected => "connected",
+            State::Disconnected => "disconnected",
         })
     }
 }
@@ -222,6 +235,18 @@ pub(crate) trait Target {
     fn release(&mut self, _world: &World) {}
     /// Leaves for good: removed by a reload, or at the end of a stop.
     fn close(&mut self, world: &World);
+    /// Delivers `data`, `lines` complete lines (see [`offer`]).
+    fn offer(&mut self, data: &[u8], lines: u64, world: &World) {
+        offer(self, data, lines, world)
+    }
+    /// Writes what is queued (see [`flush`]).
+    fn flush(&mut self, world: &World) {
+        flush(self, world)
+    }
+    /// True if nothing waits to be delivered.
+    fn is_drained(&self) -> bool {
+        self.core().outbox.is_empty()
+    }
     /// Extra words in the counter line (`attached=yes`).
     fn counter_note(&self) -> String {
         String::new()
@@ -298,6 +323,12 @@ impl Output {
         Output::Subscriber(Subscriber::new(Core::new(name, token), fifo))
     }
 
+    /// A forward made by [`Forward::new`], registering under `token`.
+    pub(crate) fn forward(mut forward: Box<Forward>, token: Token) -> Output {
+        forward.set_token(token);
+        Output::Forward(forward)
+    }
+
     /// A new sink writing to `file`.
     pub(crate) fn sink(name: &str, file: SinkFile, token: Token) -> Output {
         Output::Sink(Sink::new(Core::new(name, token), file))
@@ -321,6 +352,7 @@ impl Output {
         match self {
             Output::Subscriber(_) => Kind::Subscriber,
             Output::Sink(_) => Kind::Sink,
+            Output::Forward(_) => Kind::Forward,
         }
     }
 
@@ -350,19 +382,19 @@ impl Output {
         self.core().outbox.is_full()
     }
 
-    /// True if nothing waits in its queue.
+    /// True if nothing waits to be delivered.
     pub(crate) fn is_drained(&self) -> bool {
-        self.core().outbox.is_empty()
+        each!(self, o => o.is_drained())
     }
 
     /// Delivers `data`, `lines` complete lines.
     pub(crate) fn offer(&mut self, data: &[u8], lines: u64, world: &World) {
-        each!(self, o => offer(o, data, lines, world))
+        each!(self, o => o.offer(data, lines, world))
     }
 
     /// Writes what is queued.
     pub(crate) fn flush(&mut self, world: &World) {
-        each!(self, o => flush(o, world))
+        each!(self, o => o.flush(world))
     }
 
     /// Its fd is ready (`closed`: it reported an error or hang-up).
@@ -433,6 +465,7 @@ impl From<&crate::config::OutputKind> for Kind {
         match kind {
             crate::config::OutputKind::Subscriber { .. } => Kind::Subscriber,
             crate::config::OutputKind::Sink { .. } => Kind::Sink,
+            crate::config::OutputKind::Forward(_) => Kind::Forward,
         }
     }
 }
