@@ -3625,6 +3625,69 @@ when_full = "block"
         let _ = fs::remove_file(&socket);
     }
 
+    /// VmRSS of `pid` in KiB.
+    fn rss_kib(pid: u32) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("");
+        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+
+    #[test]
+    fn hostile_nats_server_garbage_huge_info_and_a_stall_only_cost_reconnects() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
+        let port = listener.local_addr().unwrap().port();
+        let d = Daemon::start(&format!(
+            r#"
+[inputs.app]
+
+[subscribers."app.tail"]
+from = ["app"]
+
+[forwards.js]
+url = "nats://127.0.0.1:{port}"
+subject = "logs.{{input}}"
+from = ["app"]
+"#
+        ));
+        let server = thread::spawn(move || {
+            let mut kept = Vec::new();
+            for (i, conn) in listener.incoming().take(4).enumerate() {
+                let Ok(mut conn) = conn else { continue };
+                match i {
+                    0 => {
+                        let _ = conn.write_all(b"HELLO THERE\r\nhalf a li");
+                    }
+                    1 => {
+                        let _ = conn.write_all(b"INFO {\"x\":\"");
+                        let chunk = vec![b'x'; 1 << 20];
+                        for _ in 0..100 {
+                            if conn.write_all(&chunk).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                kept.push(conn);
+            }
+            kept.len()
+        });
+        let r = super::util::Cat::on(&d, "app.tail", "r");
+        d.attach("app", &[&r]);
+        let connections = join_within(server, Duration::from_secs(30), "fake server");
+        assert_eq!(connections, 4, "the forward reconnects after each failure");
+        d.write("app", b"still delivered\n");
+        eventually(TIMEOUT, || match super::contains(&super::Received::bytes(&r), b"still delivered") {
+            true => Ok(()),
+            false => Err("the subscriber stopped getting lines".to_string()),
+        });
+        let c = d.counters();
+        assert!(c.get("forward", "js", "errors") >= 3, "{c}");
+        let rss = rss_kib(d.pid());
+        assert!(rss < 64 * 1024, "RSS {rss} KiB after a 100 MiB INFO");
+        d.assert_running("after a hostile server");
+    }
+
     #[test]
     fn check_rejects_bad_forward_settings_with_their_line() {
         let cases = [

@@ -129,7 +129,8 @@ if len(version) >= 2:
 
 # 3. keys: config file and README table against fifo-broker.toml(5)
 SECTION_OF = {"broker": "[broker]", "inputs": "[inputs.NAME]",
-              "subscribers": "[subscribers.NAME]", "sinks": "[sinks.NAME]"}
+              "subscribers": "[subscribers.NAME]", "sinks": "[sinks.NAME]",
+              "forwards": "[forwards.NAME]"}
 documented = {}  # (section title, key) -> body
 for title, entries in man5_sections.items():
     for tag, body in entries:
@@ -138,7 +139,8 @@ for title, entries in man5_sections.items():
 config_keys = set()
 table = None
 for line in open(CONFIG):
-    m = re.match(r"^\s*\[\s*(\w+)(?:\.\S+)?\s*\]", line)
+    # Commented-out tables (`# [forwards.central]`) hold commented-out keys.
+    m = re.match(r"^\s*#?\s*\[\s*(\w+)(?:\.\S+)?\s*\]", line)
     if m:
         table = m.group(1)
         continue

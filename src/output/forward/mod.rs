@@ -47,7 +47,7 @@ const HEALTHY: Duration = Duration::from_secs(1);
 /// How often a name being resolved is checked on, and for how long.
 const RESOLVE_POLL: Duration = Duration::from_millis(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connect may take.
+/// How long a connect may take, and then a TLS or NATS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Encoded bytes prepared for the socket at once.
 const WIRE_BATCH: usize = 256 * 1024;
@@ -237,6 +237,9 @@ impl Forward {
                 Link::Down => self.start(world),
                 Link::Resolving { .. } => self.resolved(world),
                 Link::Connecting { .. } => self.connected(world),
+                Link::Up(_) if self.retry_at.is_some_and(|at| at <= Instant::now()) => {
+                    Err(self.overdue())
+                }
                 Link::Up(_) => self.pump().map(|()| false),
             };
             match step {
@@ -455,6 +458,16 @@ impl Forward {
         Ok(())
     }
 
+    /// What a timer that ran out while connected means.
+    fn overdue(&self) -> String {
+        match &self.proto {
+            Proto::Nats(session) if session.is_ready() => {
+                format!("{} did not acknowledge a message in time", self.endpoint)
+            }
+            _ => format!("handshake with {} timed out", self.endpoint),
+        }
+    }
+
     /// A failure: close, count, log, and reconnect after the backoff.
     fn fail(&mut self, reason: &str, world: &World) {
         self.core.stats.errors += 1;
@@ -544,10 +557,18 @@ impl Forward {
             Link::Down => self.retry_at,
             Link::Resolving { .. } => Some(Instant::now() + RESOLVE_POLL),
             Link::Connecting { deadline, .. } => Some(*deadline),
-            Link::Up(_) => match &self.proto {
-                Proto::Nats(session) => session.ack_deadline(),
-                _ => None,
-            },
+            Link::Up(stream) => {
+                let shaking = match &self.proto {
+                    Proto::Nats(session) => !session.is_ready(),
+                    _ => stream.is_handshaking(),
+                };
+                let handshake = self.up_since.filter(|_| shaking).map(|at| at + CONNECT_TIMEOUT);
+                let ack = match &self.proto {
+                    Proto::Nats(session) => session.ack_deadline(),
+                    _ => None,
+                };
+                handshake.into_iter().chain(ack).min()
+            }
         };
     }
 

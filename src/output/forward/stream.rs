@@ -87,6 +87,14 @@ impl Stream {
         }
     }
 
+    /// True while a TLS handshake is under way.
+    pub(super) fn is_handshaking(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(t) => t.tls.is_handshaking(),
+        }
+    }
+
     /// True if bytes wait for the socket to be writable.
     pub(super) fn wants_write(&self) -> bool {
         match self {
