@@ -3628,8 +3628,14 @@ when_full = "block"
     /// VmRSS of `pid` in KiB.
     fn rss_kib(pid: u32) -> u64 {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("");
-        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap_or("");
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     }
 
     #[test]
@@ -3677,9 +3683,11 @@ from = ["app"]
         let connections = join_within(server, Duration::from_secs(30), "fake server");
         assert_eq!(connections, 4, "the forward reconnects after each failure");
         d.write("app", b"still delivered\n");
-        eventually(TIMEOUT, || match super::contains(&super::Received::bytes(&r), b"still delivered") {
-            true => Ok(()),
-            false => Err("the subscriber stopped getting lines".to_string()),
+        eventually(TIMEOUT, || {
+            match super::contains(&super::Received::bytes(&r), b"still delivered") {
+                true => Ok(()),
+                false => Err("the subscriber stopped getting lines".to_string()),
+            }
         });
         let c = d.counters();
         assert!(c.get("forward", "js", "errors") >= 3, "{c}");

@@ -562,7 +562,10 @@ impl Forward {
                     Proto::Nats(session) => !session.is_ready(),
                     _ => stream.is_handshaking(),
                 };
-                let handshake = self.up_since.filter(|_| shaking).map(|at| at + CONNECT_TIMEOUT);
+                let handshake = self
+                    .up_since
+                    .filter(|_| shaking)
+                    .map(|at| at + CONNECT_TIMEOUT);
                 let ack = match &self.proto {
                     Proto::Nats(session) => session.ack_deadline(),
                     _ => None,
