@@ -28,9 +28,8 @@ use rustix::io::Errno;
 
 use crate::fifodir::{FifoDir, FifoId};
 use crate::stats::{suppressed_note, InputStats, RateLimit};
+use crate::world::PipeBudget;
 
-/// The kernel's default pipe capacity.
-const DEFAULT_PIPE: usize = 64 * 1024;
 /// Smallest read.
 const MIN_READ: usize = 16 * 1024;
 
@@ -71,11 +70,14 @@ struct Pipe {
     carry: Vec<u8>,
     /// Truncation state.
     framer: Framer,
+    /// The pipe's capacity (it may grow: [`PipeBudget`]).
+    size: usize,
 }
 
 impl Pipe {
     fn new(fd: OwnedFd) -> Pipe {
         Pipe {
+            size: PipeBudget::size_of(&fd).max(MIN_READ),
             fd,
             carry: Vec::new(),
             framer: Framer::default(),
@@ -99,19 +101,20 @@ enum Fill {
 /// assembled.
 #[derive(Debug, Default)]
 pub(crate) struct ReadBuf {
-    /// A carried-over tail, then up to `read_size` new bytes.
+    /// A carried-over tail, then up to `max_read` new bytes.
     data: Vec<u8>,
     /// Truncated lines are built here.
     scratch: Vec<u8>,
-    /// How much one `read()` asks for.
-    read_size: usize,
+    /// The most one `read()` asks for.
+    max_read: usize,
 }
 
 impl ReadBuf {
-    /// Sizes the buffer for the pipe capacity and line limit in force.
-    pub(crate) fn configure(&mut self, pipe_bytes: Option<usize>, max_line_bytes: usize) {
-        self.read_size = read_size(pipe_bytes);
-        self.data.resize(self.read_size + max_line_bytes, 0);
+    /// Sizes the buffer for the largest pipe an input may have and the line
+    /// limit in force.
+    pub(crate) fn configure(&mut self, largest_pipe: usize, max_line_bytes: usize) {
+        self.max_read = read_size(largest_pipe);
+        self.data.resize(self.max_read + max_line_bytes, 0);
     }
 }
 
@@ -223,9 +226,10 @@ impl Input {
     }
 
     /// Asks the kernel for a pipe of `bytes`.
-    pub(crate) fn set_pipe_size(&self, bytes: usize) {
-        if let Some(pipe) = self.pipes.last() {
+    pub(crate) fn set_pipe_size(&mut self, bytes: usize) {
+        if let Some(pipe) = self.pipes.last_mut() {
             crate::fifodir::set_pipe_size(&pipe.fd, bytes, &self.name);
+            pipe.size = PipeBudget::size_of(&pipe.fd).max(MIN_READ);
         }
     }
 
@@ -233,11 +237,16 @@ impl Input {
     /// into complete lines of at most `max` bytes (plus `\n`). At the end of
     /// a pipe's writers its unterminated tail is returned as one line first;
     /// [`Read::Eof`] follows.
-    pub(crate) fn read<'b>(&mut self, buf: &'b mut ReadBuf, max: usize) -> Read<'b> {
+    pub(crate) fn read<'b>(
+        &mut self,
+        buf: &'b mut ReadBuf,
+        max: usize,
+        pipes: Option<&PipeBudget>,
+    ) -> Read<'b> {
         if self.eof.is_some() {
             return Read::Eof;
         }
-        let (p, carried, n) = match self.fill(buf) {
+        let (p, carried, n) = match self.fill(buf, pipes) {
             Fill::Data { p, carried, n } => (p, carried, n),
             Fill::Eof(p) => {
                 self.eof = Some(p);
@@ -274,19 +283,28 @@ impl Input {
     }
 
     /// One `read()` into `buf` after the pipe's carried bytes, trying the
-    /// pipes oldest first until one has data or its end.
-    fn fill(&mut self, buf: &mut ReadBuf) -> Fill {
-        for (p, pipe) in self.pipes.iter().enumerate() {
+    /// pipes oldest first until one has data or its end. A read that fills
+    /// its request means the writer is ahead: the pipe grows, if `pipes`
+    /// allows (the broker passes it only while the outputs keep up, so a
+    /// writer held back by a full `block` output meets the pipe it had).
+    fn fill(&mut self, buf: &mut ReadBuf, pipes: Option<&PipeBudget>) -> Fill {
+        for (p, pipe) in self.pipes.iter_mut().enumerate() {
             let carried = pipe.carry.len();
-            if buf.data.len() < carried + buf.read_size {
+            let want = read_size(pipe.size).min(buf.max_read);
+            if buf.data.len() < carried + want {
                 // A reload lowered max_line_bytes under a line in progress.
-                buf.data.resize(carried + buf.read_size, 0);
+                buf.data.resize(carried + want, 0);
             }
             buf.data[..carried].copy_from_slice(&pipe.carry);
             loop {
-                match rustix::io::read(&pipe.fd, &mut buf.data[carried..carried + buf.read_size]) {
+                match rustix::io::read(&pipe.fd, &mut buf.data[carried..carried + want]) {
                     Ok(0) => return Fill::Eof(p),
-                    Ok(n) => return Fill::Data { p, carried, n },
+                    Ok(n) => {
+                        if let Some(pipes) = pipes.filter(|_| n == want) {
+                            pipes.grow(&pipe.fd, &mut pipe.size);
+                        }
+                        return Fill::Data { p, carried, n };
+                    }
                     Err(Errno::INTR) => continue,
                     Err(Errno::AGAIN) => break,
                     Err(e) => {
@@ -404,8 +422,8 @@ fn register(registry: &Registry, fd: &OwnedFd, token: Token) {
 /// each; a whole pipe's worth would meet a pipe that is not quite empty, be
 /// written in part and have its rest copied into the outbox. Measured beside
 /// multitee (docs/PERFORMANCE.md): half beat both a whole and a quarter pipe.
-fn read_size(pipe_bytes: Option<usize>) -> usize {
-    (pipe_bytes.unwrap_or(DEFAULT_PIPE) / 2).clamp(MIN_READ, 8 << 20)
+fn read_size(pipe_size: usize) -> usize {
+    (pipe_size / 2).clamp(MIN_READ, 8 << 20)
 }
 
 /// Splits bytes into lines, truncating those longer than the limit.

@@ -36,8 +36,12 @@ impl Broker {
         self.remove_outputs(remove);
         self.commit_inputs(&config, inputs, &keys);
         self.fanout.index_timers();
+        if self.world.pipe_bytes != config.pipe_bytes {
+            self.world.pipes = std::rc::Rc::new(crate::world::PipeBudget::new(config.pipe_bytes));
+        }
         self.world.pipe_bytes = config.pipe_bytes;
-        self.buf.configure(config.pipe_bytes, config.max_line_bytes);
+        let largest = config.pipe_bytes.unwrap_or(self.world.pipes.max());
+        self.buf.configure(largest, config.max_line_bytes);
         self.config = config;
     }
 

@@ -153,6 +153,11 @@ impl FanOut {
         routes.iter().any(|&o| self.outputs[o].is_full())
     }
 
+    /// True if no output among `routes` has anything queued.
+    pub(super) fn all_drained(&self, routes: &[usize]) -> bool {
+        routes.iter().all(|&o| self.outputs[o].is_drained())
+    }
+
     /// True if nothing is queued anywhere.
     pub(super) fn is_drained(&self) -> bool {
         self.outputs.iter().all(|(_, o)| o.is_drained())

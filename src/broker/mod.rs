@@ -108,6 +108,7 @@ impl Broker {
                 poll,
                 dir,
                 pipe_bytes: config.pipe_bytes,
+                pipes: std::rc::Rc::new(crate::world::PipeBudget::new(config.pipe_bytes)),
             },
             signals,
             inputs: Slab::new(),
@@ -210,7 +211,9 @@ impl Broker {
                 self.schedule.stall(key);
                 return;
             }
-            match input.read(&mut self.buf, max) {
+            let keeping_up = self.fanout.all_drained(input.routes());
+            let pipes = Some(&*self.world.pipes).filter(|_| keeping_up);
+            match input.read(&mut self.buf, max, pipes) {
                 Read::Lines(batch) => {
                     self.fanout
                         .route(&self.world, input.name(), input.routes(), &batch);

@@ -9,7 +9,8 @@
 //! queue is then discarded and counted, never delivered to a later reader.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
 
 use mio::unix::SourceFd;
 use mio::Interest;
@@ -19,7 +20,7 @@ use rustix::io::Errno;
 use super::{flush, Core, Failure, Kind, State, Target};
 use crate::fifodir::{FifoDir, FifoId};
 use crate::stats::suppressed_note;
-use crate::world::World;
+use crate::world::{PipeBudget, World};
 
 /// A FIFO in the directory that readers open.
 #[derive(Debug)]
@@ -30,6 +31,63 @@ pub(crate) struct Subscriber {
     fifo: FifoId,
     /// The write end, while a reader is attached.
     writer: Option<OwnedFd>,
+    /// The attached pipe's capacity, and how much of it is growth taken
+    /// from the budget (given back when the reader leaves).
+    pipe: PipeState,
+}
+
+/// A subscriber pipe's capacity, for adaptive growth.
+#[derive(Debug, Default)]
+struct PipeState {
+    size: usize,
+    grown: usize,
+    budget: Option<Rc<PipeBudget>>,
+    /// The reader took bytes out of a full pipe since the last growth: it
+    /// is reading, only slower than the bursts. A stalled reader never
+    /// sets this, so its pipe stays as it is and `when_full` applies as
+    /// configured.
+    draining: bool,
+}
+
+impl PipeState {
+    /// Writes `data`; if the pipe is full, grows it (within the budget)
+    /// and writes on.
+    fn write(&mut self, fd: &OwnedFd, data: &[u8]) -> io::Result<usize> {
+        let written = match rustix::io::write(fd, data) {
+            Ok(n) if n == data.len() => return Ok(n),
+            Ok(n) => n,
+            Err(Errno::AGAIN) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(budget) = self.budget.as_ref().filter(|_| self.draining) else {
+            return finish(written);
+        };
+        let before = self.size;
+        if !budget.grow(fd, &mut self.size) {
+            return finish(written);
+        }
+        self.draining = false;
+        self.grown += self.size - before;
+        match rustix::io::write(fd, &data[written..]) {
+            Ok(more) => Ok(written + more),
+            Err(_) => finish(written),
+        }
+    }
+
+    /// The reader left: the growth goes back to the budget.
+    fn release(&mut self) {
+        if let Some(budget) = self.budget.take() {
+            budget.give_back(std::mem::take(&mut self.grown));
+        }
+    }
+}
+
+/// A short write, or `WouldBlock` if nothing was written.
+fn finish(written: usize) -> io::Result<usize> {
+    match written {
+        0 => Err(io::ErrorKind::WouldBlock.into()),
+        n => Ok(n),
+    }
 }
 
 impl Subscriber {
@@ -38,12 +96,14 @@ impl Subscriber {
             core,
             fifo,
             writer: None,
+            pipe: PipeState::default(),
         }
     }
 
     /// Drops the attached writer (if any), discarding and counting its queue.
     fn detach(&mut self, world: &World) {
         if let Some(fd) = self.writer.take() {
+            self.pipe.release();
             let _ = world.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
             let lost = self.core.discard_queue();
             log::debug!(
@@ -71,6 +131,12 @@ impl Subscriber {
                     log::error!("subscriber {name}: cannot watch the reader: {e}");
                     return false;
                 }
+                self.pipe = PipeState {
+                    size: PipeBudget::size_of(&fd),
+                    grown: 0,
+                    budget: Some(world.pipes.clone()),
+                    draining: false,
+                };
                 self.writer = Some(fd);
                 log::debug!("subscriber {name}: reader attached");
                 true
@@ -108,17 +174,15 @@ impl Target for Subscriber {
 
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match &self.writer {
-            Some(fd) => rustix::io::write(fd.as_fd(), data).map_err(io::Error::from),
+            Some(fd) => self.pipe.write(fd, data),
             None => Ok(0),
         }
     }
 
     fn write_queued(&mut self) -> (usize, io::Result<()>) {
+        let pipe = &mut self.pipe;
         match &self.writer {
-            Some(fd) => self
-                .core
-                .outbox
-                .flush(|b| rustix::io::write(fd, b).map_err(io::Error::from)),
+            Some(fd) => self.core.outbox.flush(|b| pipe.write(fd, b)),
             None => (0, Ok(())),
         }
     }
@@ -144,6 +208,9 @@ impl Target for Subscriber {
         if closed {
             self.detach(world);
         } else {
+            if !self.core.outbox.is_empty() {
+                self.pipe.draining = true;
+            }
             flush(self, world);
         }
     }
