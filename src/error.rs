@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The command line could not be understood.
-    #[error("{0}\nTry 'fifo-broker --help' for more information.")]
+    #[error("{0}")]
     Usage(String),
 
     /// The config file is invalid; the message is `FILE:LINE:COL: message`.
@@ -45,6 +45,19 @@ pub enum Error {
         dir: PathBuf,
     },
 
+    /// No daemon answers on the control socket (`status`).
+    #[error(
+        "{}: no fifo-broker answers on this control socket: {reason} (is the daemon \
+         running? try 'systemctl status fifo-broker')",
+        socket.display()
+    )]
+    Unavailable {
+        /// The control socket.
+        socket: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// Anything else (the event loop itself failing, for instance).
     #[error("{context}: {source}")]
     Io {
@@ -63,6 +76,7 @@ impl Error {
             Error::Config(_) => 78,
             Error::Unsafe { .. } | Error::Path { .. } => 73,
             Error::Locked { .. } => 75,
+            Error::Unavailable { .. } => 69,
             Error::Io { .. } => 1,
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - `cli` — the command line, parsed into a `cli::Command`.
+//! - `cli` — the command line (`clap`), parsed into a `cli::Command`.
 //! - `config` — the TOML file in stages: `raw` serde structs, `validate`d
 //!   into a `Config` with every error located as `FILE:LINE:COL`, and
 //!   `describe`d for `--check`.
@@ -19,6 +19,9 @@
 //!   `schedule` (inputs to come back to), `supervisor` (sd_notify),
 //!   `plan` and `commit` (startup and reload).
 //! - `stats` — counters and the warning rate limiter.
+//! - `control` — the control socket `<dir>/.control`, served by the loop.
+//! - `status` — the `status` snapshot (JSON), its client, and its table
+//!   and Prometheus renderings.
 //! - `notify` — sd_notify that never blocks.
 //! - `logging` — `env_logger` setup, journald priority prefixes.
 //! - `error` — the error type and its exit codes.
@@ -37,6 +40,7 @@
 mod broker;
 mod cli;
 mod config;
+mod control;
 mod error;
 mod fifodir;
 mod format;
@@ -46,6 +50,7 @@ mod notify;
 mod outbox;
 mod output;
 mod stats;
+mod status;
 mod world;
 
 pub use error::{Error, Result};
@@ -55,17 +60,18 @@ use std::ffi::OsString;
 /// Everything `main` does: parse the command line, then run, check, or print.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     match cli::parse(args)? {
-        cli::Command::Help => print!("{}", cli::USAGE),
-        cli::Command::Version => println!("fifo-broker {}", env!("CARGO_PKG_VERSION")),
-        cli::Command::Check { config } => {
-            let config = config::load(&config, &config::Env::from_process())?;
+        cli::Command::Print(text) => print!("{text}"),
+        cli::Command::Completions(shell) => cli::completions(shell),
+        cli::Command::Status(source, format) => status::run(&source, format)?,
+        cli::Command::Check(source) => {
+            let config = config::load(&source.config, &source.env)?;
             for warning in &config.warnings {
                 eprintln!("warning: {warning}");
             }
             print!("{}", config.describe());
         }
-        cli::Command::Run { config } => {
-            let config = config::load(&config, &config::Env::from_process())?;
+        cli::Command::Run(source) => {
+            let config = config::load(&source.config, &source.env)?;
             for warning in &config.warnings {
                 log::warn!("{warning}");
             }

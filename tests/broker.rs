@@ -2840,3 +2840,351 @@ buffer_bytes = 4096
         "the old pipe's lines must come before the new FIFO's"
     );
 }
+
+// ===========================================================================
+// Operating it (SPEC §9): the control socket, `status`, `--instance`,
+// `--check` on the file system. Kept together at the end of the file.
+
+/// Runs `fifo-broker status --config <config> ARGS`.
+fn status_run(s: &Setup, args: &[&str]) -> util::RunOutput {
+    let cfg = s.config.to_str().expect("utf-8 temp path");
+    let mut all = vec!["status", "--config", cfg];
+    all.extend_from_slice(args);
+    s.run(&all)
+}
+
+/// `status --json`, parsed.
+fn status_json(d: &Daemon) -> serde_json::Value {
+    let out = status_run(&d.setup, &["--json"]);
+    out.assert_code(0, "status --json");
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{out}"))
+}
+
+/// One counter of the entry named `name` in `list` ("inputs"/"outputs").
+fn json_counter(v: &serde_json::Value, list: &str, name: &str, key: &str) -> u64 {
+    let entry = v[list]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == name))
+        .unwrap_or_else(|| panic!("no {list} entry {name} in {v}"));
+    entry[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{list}.{name}.{key} is not a number in {v}"))
+}
+
+/// A connection to the daemon's control socket.
+fn control_connect(d: &Daemon) -> std::os::unix::net::UnixStream {
+    std::os::unix::net::UnixStream::connect(d.path(".control")).expect("connecting to .control")
+}
+
+const STATUS_CONFIG: &str = r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+
+[subscribers.nobody]
+from = ["alerts"]
+
+[subscribers.stuck]
+from = ["alerts"]
+buffer_bytes = 4096
+
+[sinks.archive]
+path = "archive.log"
+from = ["alerts"]
+"#;
+
+#[test]
+fn status_json_counters_equal_what_was_written_and_read() {
+    let d = Daemon::start(STATUS_CONFIG);
+    assert_eq!(
+        mode_of(&d.path(".control")) & 0o7777,
+        0o600,
+        "the control socket is owner-only"
+    );
+    let tail = Cat::on(&d, "alerts.tail", "r");
+    let stuck = SlowReader::start(&d.path("stuck"), 4096, Duration::ZERO);
+    d.attach("alerts", &[&tail, &stuck]);
+    stuck.pause();
+    let before = status_json(&d);
+    let probes = json_counter(&before, "inputs", "alerts", "lines_in");
+    let mut w = d.open_writer("alerts");
+    // Far more than the stopped reader's pipe and 4 KiB queue hold.
+    write_numbered(&mut w, "status-", 20_000, 50);
+    drop(w);
+    let total = probes + 20_000;
+    tail.wait_data_lines(20_000);
+    let v = eventually(TIMEOUT, || {
+        let v = status_json(&d);
+        if json_counter(&v, "outputs", "archive", "lines_out") == total {
+            Ok(v)
+        } else {
+            Err(format!("expected the sink to have {total} lines out: {v}"))
+        }
+    });
+    assert_eq!(v["pid"].as_u64(), Some(u64::from(d.pid())), "{v}");
+    assert_eq!(json_counter(&v, "inputs", "alerts", "lines_in"), total);
+    // Probe lines written before `cat` attached were discarded.
+    let tail_out = json_counter(&v, "outputs", "alerts.tail", "lines_out");
+    let tail_discarded = json_counter(&v, "outputs", "alerts.tail", "discarded");
+    assert_eq!(tail_out + tail_discarded, total, "alerts.tail: {v}");
+    assert!(tail_discarded < probes, "alerts.tail: {v}");
+    assert_eq!(json_counter(&v, "outputs", "nobody", "discarded"), total);
+    assert_eq!(json_counter(&v, "outputs", "nobody", "lines_out"), 0);
+    let (out, dropped) = (
+        json_counter(&v, "outputs", "stuck", "lines_out"),
+        json_counter(&v, "outputs", "stuck", "dropped"),
+    );
+    assert!(dropped > 0, "a stopped reader drops lines: {v}");
+    assert_eq!(out + dropped, total, "stuck: out + dropped = in: {v}");
+    let stuck_entry = v["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "stuck")
+        .unwrap();
+    assert_eq!(stuck_entry["state"], "attached", "{v}");
+    assert_eq!(stuck_entry["buffer_bytes"], 4096, "{v}");
+    assert!(stuck_entry["queue_bytes"].as_u64().unwrap() > 0, "{v}");
+    let table = status_run(&d.setup, &[]);
+    table.assert_code(0, "status");
+    for needle in [
+        "NAME",
+        "alerts.tail",
+        "no reader",
+        "attached",
+        "/ 4 KiB",
+        "pid",
+    ] {
+        assert!(
+            table.stdout.contains(needle),
+            "table lacks {needle:?}:\n{table}"
+        );
+    }
+}
+
+#[test]
+fn status_with_no_daemon_exits_69_naming_the_socket() {
+    let s = Setup::new("[inputs.a]\n");
+    let out = status_run(&s, &[]);
+    out.assert_code(69, "status with no daemon");
+    let socket = s.dir.join(".control");
+    assert!(
+        out.stderr.contains(&socket.display().to_string()),
+        "stderr should name {}:\n{out}",
+        socket.display()
+    );
+}
+
+#[test]
+fn stale_control_socket_is_replaced_and_removed_on_stop() {
+    let s = Setup::new("[inputs.a]\n");
+    fs::create_dir_all(&s.dir).unwrap();
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(s.dir.join(".control")).unwrap());
+    let d = s.start();
+    status_run(&d.setup, &[]).assert_code(0, "status after a stale socket");
+    d.signal(Signal::TERM);
+    d.assert_exit_code(0, "SIGTERM");
+    assert_absent(&d.path(".control"), "after SIGTERM");
+}
+
+#[test]
+fn something_else_at_the_control_socket_name_is_refused_untouched() {
+    let s = Setup::new("[inputs.a]\n");
+    fs::create_dir_all(&s.dir).unwrap();
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(s.dir.join(".control"), "mine").unwrap();
+    let d = s.spawn();
+    d.assert_exit_code(73, "a regular file at .control");
+    assert_eq!(fs::read_to_string(d.path(".control")).unwrap(), "mine");
+    assert!(d.stderr().contains(".control"), "{}", d.stderr());
+}
+
+#[test]
+fn status_prometheus_parses() {
+    let d = Daemon::start(STATUS_CONFIG);
+    d.write("alerts", b"one\ntwo\n");
+    eventually(TIMEOUT, || {
+        let v = status_json(&d);
+        match json_counter(&v, "inputs", "alerts", "lines_in") {
+            2 => Ok(()),
+            n => Err(format!("expected 2 lines in, got {n}")),
+        }
+    });
+    let out = status_run(&d.setup, &["--prometheus"]);
+    out.assert_code(0, "status --prometheus");
+    let lines = out.stdout.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("exposition parses");
+    let sample = |metric: &str, name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && s.labels.get("name") == Some(name))
+            .unwrap_or_else(|| panic!("no {metric}{{name={name:?}}} in:\n{}", out.stdout))
+            .value
+            .clone()
+    };
+    let counter = |metric: &str, name: &str| match sample(metric, name) {
+        prometheus_parse::Value::Counter(v) => v,
+        other => panic!("{metric} is not a counter: {other:?}"),
+    };
+    assert_eq!(counter("fifo_broker_lines_total", "alerts"), 2.0);
+    assert_eq!(counter("fifo_broker_lines_total", "archive"), 2.0);
+    assert_eq!(counter("fifo_broker_discarded_lines_total", "nobody"), 2.0);
+    assert!(
+        out.stdout
+            .contains("# TYPE fifo_broker_lines_total counter"),
+        "{out}"
+    );
+    if let Ok(mut promtool) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        let mut stdin = promtool.stdin.take().unwrap();
+        stdin.write_all(out.stdout.as_bytes()).unwrap();
+        drop(stdin);
+        let result = promtool.wait_with_output().unwrap();
+        assert!(
+            result.status.success() && result.stdout.is_empty() && result.stderr.is_empty(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+}
+
+#[test]
+fn status_calls_during_a_stream_through_a_block_subscriber_lose_nothing() {
+    const LINES: usize = 100_000;
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers."alerts.block"]
+from = ["alerts"]
+when_full = "block"
+buffer_bytes = 65536
+"#,
+    );
+    let reader = Cat::on(&d, "alerts.block", "r");
+    d.attach("alerts", &[&reader]);
+    status_run(&d.setup, &[]).assert_code(0, "first status");
+    let fds = d.fd_count();
+    let path = d.path("alerts");
+    let writer = thread::spawn(move || {
+        let mut w = open_fifo_writer(&path);
+        write_numbered(&mut w, "stream-", LINES, 100);
+    });
+    for i in 0..1000 {
+        let out = status_run(&d.setup, &["--json"]);
+        out.assert_code(0, &format!("status call {i}"));
+    }
+    join_within(writer, Duration::from_secs(60), "the writer");
+    let lines = wait_text_lines(&reader, LINES, Duration::from_secs(60), "alerts.block");
+    let stream: Vec<String> = lines
+        .into_iter()
+        .filter(|l| l.starts_with("stream-"))
+        .collect();
+    assert_numbered(&stream, "stream-", LINES, "alerts.block");
+    let v = status_json(&d);
+    assert!(
+        v["control"]["served"].as_u64().unwrap() >= 1001,
+        "every status call was served: {v}"
+    );
+    assert_eq!(v["control"]["dropped"], 0, "{v}");
+    eventually(TIMEOUT, || {
+        let now = d.fd_count();
+        if now == fds {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected {fds} fds as before the status calls, got {now}: {:?}",
+                d.fd_targets()
+            ))
+        }
+    });
+}
+
+#[test]
+fn control_clients_that_never_read_or_send_garbage_are_dropped() {
+    let d = Daemon::start(STATUS_CONFIG);
+    let tail = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&tail]);
+    let fds = d.fd_count();
+    let silent = control_connect(&d);
+    let mut garbage = control_connect(&d);
+    let flood = thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        let mut sent = 0usize;
+        for _ in 0..10 {
+            match garbage.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    d.write("alerts", b"delivered meanwhile\n");
+    wait_text_lines(&tail, 1, TIMEOUT, "alerts.tail while clients misbehave");
+    let sent = flood.join().unwrap();
+    assert!(
+        sent < 10 << 20,
+        "the daemon must stop reading a 10 MiB request (it took {sent} bytes)"
+    );
+    let v = eventually(Duration::from_secs(15), || {
+        let v = status_json(&d);
+        if v["control"]["dropped"].as_u64() >= Some(2) {
+            Ok(v)
+        } else {
+            Err(format!("expected both bad clients dropped: {v}"))
+        }
+    });
+    assert!(v["control"]["served"].as_u64().unwrap() >= 1, "{v}");
+    let mut buf = [0u8; 16];
+    let mut silent = silent;
+    silent.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert_eq!(
+        silent.read(&mut buf).unwrap_or(0),
+        0,
+        "the silent client sees its connection closed"
+    );
+    d.write("alerts", b"still delivered\n");
+    wait_text_lines(&tail, 2, TIMEOUT, "alerts.tail after the drops");
+    assert!(
+        d.stderr().contains("dropped a client"),
+        "drops are logged:\n{}",
+        d.stderr()
+    );
+    eventually(TIMEOUT, || {
+        let now = d.fd_count();
+        if now == fds {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected {fds} fds, got {now}: {:?}",
+                d.fd_targets()
+            ))
+        }
+    });
+}
+
+#[test]
+fn completions_and_usage_errors() {
+    let out = util::run_binary(&["completions", "bash"], TIMEOUT);
+    out.assert_code(0, "completions bash");
+    assert!(
+        out.stdout.contains("status") && out.stdout.contains("--instance"),
+        "{out}"
+    );
+    for args in [
+        &["status", "--bogus"][..],
+        &["--config", "a", "--instance", "b"],
+    ] {
+        util::run_binary(args, TIMEOUT).assert_code(64, &format!("{args:?}"));
+    }
+}

@@ -8,11 +8,13 @@
 //! [`supervisor::Supervisor`] talks to systemd.
 //!
 //! Tokens are stable keys: input `k` is `Token(2 * k)`, output `k` is
-//! `Token(2 * k + 1)`, signals are [`SIGNALS`]. The loop sleeps in `poll`
-//! with no timeout unless a sink waits to retry, an input has more to read
-//! than one turn allows, a stop is draining, systemd wants watchdog pings,
-//! or a `STATUS=` refresh is due after activity; an idle daemon makes no
-//! system calls at all.
+//! `Token(2 * k + 1)`, signals are [`SIGNALS`], and the control socket
+//! owns the few tokens just below it ([`control::LISTENER`] and one per
+//! client slot, see [`control::owns`]). The loop sleeps in `poll` with no
+//! timeout unless a sink waits to retry, an input has more to read than one
+//! turn allows, a stop is draining, systemd wants watchdog pings, a
+//! `STATUS=` refresh is due after activity, or a control client is
+//! connected; an idle daemon makes no system calls at all.
 //!
 //! Flow control: an input is read only while none of the `block` outputs it
 //! feeds is full; otherwise it is stalled and retried at the end of every
@@ -29,6 +31,7 @@ mod commit;
 mod fanout;
 mod plan;
 mod schedule;
+mod snapshot;
 mod supervisor;
 
 use std::time::Instant;
@@ -39,6 +42,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::{Config, Env};
+use crate::control::{self, Control, Wants};
 use crate::error::{Error, Result};
 use crate::fifodir::FifoDir;
 use crate::input::{AfterEof, Input, Read, ReadBuf};
@@ -80,6 +84,10 @@ pub struct Broker {
     supervisor: Supervisor,
     /// Set once a stop began: when to give up draining.
     stop_deadline: Option<Instant>,
+    /// The control socket (`status`); taken at the end of a stop.
+    control: Option<Control>,
+    /// When the daemon started, for `uptime_s`.
+    started: Instant,
 }
 
 impl Broker {
@@ -116,8 +124,15 @@ impl Broker {
             schedule: Schedule::default(),
             supervisor: Supervisor::from_env(),
             stop_deadline: None,
+            control: None,
+            started: Instant::now(),
         };
-        broker.apply(config)?;
+        let control = Control::open(&broker.world.dir, broker.world.registry())?;
+        if let Err(err) = broker.apply(config) {
+            control.close(&broker.world.dir, broker.world.registry());
+            return Err(err);
+        }
+        broker.control = Some(control);
         Ok(broker)
     }
 
@@ -144,6 +159,7 @@ impl Broker {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.handle_signals(),
+                    token if control::owns(token) => self.serve_control(token),
                     Token(t) if t % 2 == 0 => self.read_input(t / 2, READS_PER_TURN),
                     Token(t) => {
                         let closed = event.is_error() || event.is_write_closed();
@@ -175,6 +191,7 @@ impl Broker {
         let wake = (self.fanout.next_retry().into_iter())
             .chain(self.stop_deadline)
             .chain(self.supervisor.wake_at())
+            .chain(self.control.as_ref().and_then(Control::wake_at))
             .min();
         wake.map(|at| at.saturating_duration_since(Instant::now()))
     }
@@ -185,6 +202,9 @@ impl Broker {
     fn end_turn(&mut self, active: bool) {
         let now = Instant::now();
         self.fanout.retry_due(now, &self.world);
+        if let Some(control) = &mut self.control {
+            control.expire(now, self.world.poll.registry());
+        }
         for key in self.schedule.take() {
             self.read_input(key, READS_PER_TURN);
         }
@@ -233,6 +253,20 @@ impl Broker {
             }
         }
         self.schedule.busy(key);
+    }
+
+    /// An event on the control socket: a client may want a snapshot.
+    fn serve_control(&mut self, token: Token) {
+        let registry = self.world.poll.registry();
+        let Some(control) = &mut self.control else {
+            return;
+        };
+        if let Wants::Snapshot(slot) = control.on_event(token, registry) {
+            let reply = self.snapshot_json();
+            if let Some(control) = &mut self.control {
+                control.answer(slot, reply, self.world.poll.registry());
+            }
+        }
     }
 
     fn handle_signals(&mut self) {
@@ -346,6 +380,9 @@ impl Broker {
             log::warn!("shutdown timeout passed: {lost} queued lines were not delivered");
         }
         self.unlink_inputs(false);
+        if let Some(control) = self.control.take() {
+            control.close(&self.world.dir, self.world.poll.registry());
+        }
         self.log_counters();
         self.supervisor.report();
         log::info!("stopped");

@@ -345,6 +345,16 @@ impl Output {
         self.core().outbox.is_full()
     }
 
+    /// Bytes waiting in its queue.
+    pub(crate) fn queue_bytes(&self) -> usize {
+        self.core().outbox.len()
+    }
+
+    /// Its queue's capacity (`buffer_bytes`).
+    pub(crate) fn buffer_bytes(&self) -> usize {
+        self.core().outbox.capacity()
+    }
+
     /// True if nothing waits in its queue.
     pub(crate) fn is_drained(&self) -> bool {
         self.core().outbox.is_empty()
