@@ -97,7 +97,7 @@ impl Control {
         // Owner-only from the first instant: bind creates the socket with
         // 0777 & ~umask, and the daemon's umask is otherwise 0.
         let old = rustix::process::umask(Mode::from_raw_mode(0o177));
-        let bound = UnixListener::bind(&path);
+        let bound = UnixListener::bind(bind_path(dir.as_fd(), &path));
         rustix::process::umask(old);
         let mut listener = bound.map_err(|e| Error::path(&path, e))?;
         let stat = rustix::fs::statat(dir.as_fd(), SOCKET_NAME, AtFlags::SYMLINK_NOFOLLOW)
@@ -283,6 +283,20 @@ impl Control {
     }
 }
 
+/// Longest path a Unix socket address holds (`sun_path`, with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The path to bind or connect to for `path`, the socket in the directory
+/// `dir`: `path` itself, or, if it is too long for a socket address, the
+/// same file reached through `/proc/self/fd`.
+pub(crate) fn bind_path(dir: std::os::fd::BorrowedFd<'_>, path: &Path) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return path.to_path_buf();
+    }
+    PathBuf::from(format!("/proc/self/fd/{}/{SOCKET_NAME}", dir.as_raw_fd()))
+}
+
 /// Reads what the client sent: `Ok(Some(line))` once its first line is
 /// complete (without the newline), `Ok(None)` if more must come, `Err` if
 /// it is too long, ended early or failed.
@@ -290,7 +304,11 @@ fn read_request(client: &mut Client) -> std::result::Result<Option<Vec<u8>>, Str
     let mut chunk = [0u8; 1024];
     loop {
         match client.stream.read(&mut chunk) {
-            Ok(0) => return Err("closed the connection before a whole request".into()),
+            // `printf status | socat - UNIX:...` sends no newline.
+            Ok(0) if !client.request.is_empty() && client.request.len() < MAX_REQUEST => {
+                return Ok(Some(std::mem::take(&mut client.request)));
+            }
+            Ok(0) => return Err("closed the connection before sending a request".into()),
             Ok(n) => {
                 client.request.extend_from_slice(&chunk[..n]);
                 if let Some(end) = memchr::memchr(b'\n', &client.request) {

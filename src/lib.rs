@@ -8,6 +8,8 @@
 //!   into a `Config` with every error located as `FILE:LINE:COL`, and
 //!   `describe`d for `--check`.
 //! - `format` — output line templates (`{line}`, `{input}`, `{time}`).
+//! - `preflight` — the file-system side of a config, checked without
+//!   changing anything (`--check`; parts of it at startup and reload).
 //! - `fifodir` — the FIFO directory; every file operation is relative to its
 //!   fd and never follows a symlink or touches a non-FIFO.
 //! - `world` — the loop's resources (poller, directory), lent to the parts.
@@ -49,6 +51,7 @@ pub mod logging;
 mod notify;
 mod outbox;
 mod output;
+mod preflight;
 mod stats;
 mod status;
 mod world;
@@ -65,14 +68,16 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<()> {
         cli::Command::Status(source, format) => status::run(&source, format)?,
         cli::Command::Check(source) => {
             let config = config::load(&source.config, &source.env)?;
-            for warning in &config.warnings {
+            let fs_warnings = preflight::check(&config, &source.env)?;
+            for warning in config.warnings.iter().chain(&fs_warnings) {
                 eprintln!("warning: {warning}");
             }
             print!("{}", config.describe());
         }
         cli::Command::Run(source) => {
             let config = config::load(&source.config, &source.env)?;
-            for warning in &config.warnings {
+            let pipe_warning = preflight::pipe_bytes_warning(&config);
+            for warning in config.warnings.iter().chain(&pipe_warning) {
                 log::warn!("{warning}");
             }
             broker::Broker::start(config)?.run()?;

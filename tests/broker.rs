@@ -3188,3 +3188,138 @@ fn completions_and_usage_errors() {
         util::run_binary(args, TIMEOUT).assert_code(64, &format!("{args:?}"));
     }
 }
+
+/// Every entry under `root` with its type, mode, size and inode, sorted:
+/// compared before and after a `--check` that must change nothing.
+fn listing(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let md = fs::symlink_metadata(&path).unwrap();
+            out.push(format!(
+                "{} {:?} {:o} {} {}",
+                path.display(),
+                md.file_type(),
+                md.mode(),
+                md.len(),
+                md.ino()
+            ));
+            if md.is_dir() {
+                walk(&path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out.sort();
+    out
+}
+
+/// `--check` on `s` exits 73 naming `path` and changes nothing under its
+/// root; then starting it is refused the same way.
+fn assert_check_73(s: Setup, path: &Path, what: &str) {
+    let before = listing(&s.root);
+    let out = s.check();
+    out.assert_code(73, &format!("--check: {what}"));
+    assert!(
+        out.stderr.contains(&path.display().to_string()),
+        "--check: {what}: expected stderr to name {}:\n{out}",
+        path.display()
+    );
+    assert_eq!(
+        before,
+        listing(&s.root),
+        "--check: {what}: nothing may change on disk"
+    );
+    let _d = assert_refused_73(s, path, what);
+}
+
+const CHECK_CONFIG: &str = r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+
+[sinks.archive]
+path = "archive.log"
+from = ["alerts"]
+"#;
+
+#[test]
+fn check_refuses_each_file_system_problem_with_73_changing_nothing() {
+    let s = Setup::new(CHECK_CONFIG);
+    make_dir(&s);
+    fs::write(s.dir.join("alerts.tail"), "precious\n").unwrap();
+    assert_check_73(
+        s.clone(),
+        &s.dir.join("alerts.tail"),
+        "a file at a FIFO's name",
+    );
+
+    let s = Setup::new(CHECK_CONFIG);
+    make_dir(&s);
+    fs::create_dir(s.dir.join(".control")).unwrap();
+    assert_check_73(
+        s.clone(),
+        &s.dir.join(".control"),
+        "a directory at .control",
+    );
+
+    let s = Setup::new(CHECK_CONFIG);
+    fs::create_dir(s.root.join("real")).unwrap();
+    std::os::unix::fs::symlink(s.root.join("real"), &s.dir).unwrap();
+    assert_check_73(s.clone(), &s.dir, "dir is a symlink");
+
+    let s = Setup::new(CHECK_CONFIG);
+    make_dir(&s);
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = s.check();
+    assert!(
+        out.stderr.contains("0o1777") && out.stderr.contains("of its own"),
+        "a shared dir: say to use one of its own, not to chmod it:\n{out}"
+    );
+    assert!(!out.stderr.contains("chmod"), "{out}");
+    assert_check_73(s.clone(), &s.dir, "dir writable by others");
+
+    let s = Setup::new(&CHECK_CONFIG.replace(
+        "path = \"archive.log\"",
+        "path = \"/nonexistent-fb-dir/x/archive.log\"",
+    ));
+    assert_check_73(
+        s,
+        Path::new("/nonexistent-fb-dir/x"),
+        "a sink's directory is missing",
+    );
+    assert!(!Path::new("/nonexistent-fb-dir").exists());
+
+    let s =
+        Setup::new(&CHECK_CONFIG.replace("path = \"archive.log\"", "path = \"../fifos/alerts\""));
+    make_dir(&s);
+    let sink = s.log_dir.join("../fifos/alerts");
+    assert_check_73(s.clone(), &sink, "a sink at a FIFO's path");
+    assert!(!s.dir.join("alerts").exists());
+
+    let s = Setup::new(CHECK_CONFIG);
+    fs::create_dir_all(s.log_dir.join("archive.log")).unwrap();
+    assert_check_73(
+        s.clone(),
+        &s.log_dir.join("archive.log"),
+        "a directory at a sink's path",
+    );
+}
+
+#[test]
+fn check_passes_a_config_that_starts_and_creates_nothing() {
+    let s = Setup::new(&format!(
+        "{CHECK_CONFIG}\n[sinks.deep]\npath = \"sub/dir/deep.log\"\nfrom = [\"alerts\"]\n"
+    ));
+    let before = listing(&s.root);
+    let out = s.check();
+    out.assert_code(0, "--check");
+    assert_eq!(before, listing(&s.root), "--check creates nothing");
+    let d = s.start();
+    assert!(d.setup.log_dir.join("sub/dir/deep.log").exists());
+}

@@ -126,6 +126,7 @@ impl Broker {
                 ),
             ));
         }
+        crate::preflight::sink_paths(&config)?;
         let input_wants: Vec<Want> = config.inputs.iter().map(|c| self.input_want(c)).collect();
         let output_wants: Vec<Want> = (config.outputs.iter())
             .map(|c| self.output_want(c))
@@ -138,7 +139,7 @@ impl Broker {
             fifos: Vec::new(),
         };
         let outputs = (config.outputs.iter().zip(&output_wants))
-            .map(|(c, want)| want.step(|| make_output(c, config.group, &mut created)))
+            .map(|(c, want)| want.step(|| make_output(c, &config, &mut created)))
             .collect::<Result<Vec<_>>>()?;
         let inputs = (config.inputs.iter().zip(&input_wants))
             .map(|(c, want)| want.step(|| make_input(c, config.group, &mut created)))
@@ -284,20 +285,40 @@ fn make_input(input: &InputConfig, group: Option<u32>, created: &mut Created) ->
     Ok(NewInput { fifo, fd })
 }
 
-fn make_output(output: &OutputConfig, group: Option<u32>, created: &mut Created) -> Result<Fresh> {
+fn make_output(output: &OutputConfig, config: &Config, created: &mut Created) -> Result<Fresh> {
     match &output.kind {
-        OutputKind::Subscriber { mode } => {
-            Ok(Fresh::Fifo(created.fifo(&output.name, *mode, group)?))
-        }
+        OutputKind::Subscriber { mode } => Ok(Fresh::Fifo(created.fifo(
+            &output.name,
+            *mode,
+            config.group,
+        )?)),
         OutputKind::Sink {
             path,
             max_bytes,
             keep,
         } => {
+            sink_dir(path, &config.log_dir)?;
             let file = SinkFile::open(path, *max_bytes, *keep).map_err(|e| {
                 Error::refuse(path, format!("cannot open sink {}: {e}", output.name))
             })?;
             Ok(Fresh::File(file))
         }
     }
+}
+
+/// Makes sure the directory of the sink at `path` exists: `log_dir` and
+/// directories below it are the daemon's own and created if missing
+/// (0755); any other directory must already exist, so a typo in an absolute
+/// path never grows a tree of directories somewhere.
+fn sink_dir(path: &Path, log_dir: &Path) -> Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    if parent.exists() {
+        return Ok(());
+    }
+    if parent.starts_with(log_dir) {
+        return crate::fifodir::create_dir(parent);
+    }
+    Err(crate::preflight::missing_sink_dir(parent, path))
 }

@@ -49,7 +49,10 @@ impl Broker {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_s: self.started.elapsed().as_secs(),
-            config: self.config.file.display().to_string(),
+            config: std::path::absolute(&self.config.file)
+                .unwrap_or_else(|_| self.config.file.clone())
+                .display()
+                .to_string(),
             dir: self.world.dir.path().display().to_string(),
             inputs,
             outputs,

@@ -165,6 +165,14 @@ impl OutputConfig {
     }
 }
 
+/// A group's name for messages, or its number if it has none.
+pub(crate) fn group_name(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(group)) => format!("{} ({gid})", group.name),
+        _ => gid.to_string(),
+    }
+}
+
 /// Reads and validates the config file at `file`.
 pub fn load(file: &Path, env: &Env) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|err| ConfigError {

@@ -5,6 +5,7 @@
 //! (exit 69), naming the socket.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -65,9 +66,21 @@ fn connect(socket: &Path, deadline: Instant) -> std::io::Result<UnixStream> {
         SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )?;
-    let addr = SocketAddrUnix::new(socket).map_err(|e| {
-        std::io::Error::new(e.kind(), "the path is too long for a Unix socket address")
-    })?;
+    // A path too long for a socket address is reached through the
+    // directory's fd, as the daemon bound it.
+    let dir = match socket.parent() {
+        Some(parent) if socket.as_os_str().len() > 107 => Some(rustix::fs::open(
+            parent,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?),
+        _ => None,
+    };
+    let path = match &dir {
+        Some(dir) => crate::control::bind_path(dir.as_fd(), socket),
+        None => socket.to_path_buf(),
+    };
+    let addr = SocketAddrUnix::new(&path)?;
     loop {
         match rustix::net::connect(&fd, &addr) {
             Ok(()) => break,
