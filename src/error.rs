@@ -39,10 +39,16 @@ pub enum Error {
     },
 
     /// Another instance holds the lock on the FIFO directory.
-    #[error("{}: another fifo-broker instance already owns this directory", dir.display())]
+    #[error(
+        "{}: another fifo-broker instance{} already owns this directory",
+        dir.display(),
+        owner.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
     Locked {
         /// The FIFO directory.
         dir: PathBuf,
+        /// The process holding the lock, if the kernel says.
+        owner: Option<u32>,
     },
 
     /// No daemon answers on the control socket (`status`).

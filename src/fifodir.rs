@@ -73,6 +73,7 @@ impl FifoDir {
             |errno| match errno {
                 Errno::WOULDBLOCK => Error::Locked {
                     dir: path.to_path_buf(),
+                    owner: lock_owner(&stat),
                 },
                 other => Error::path(path, other),
             },
@@ -246,6 +247,26 @@ pub(crate) fn check_dir(path: &Path, stat: &rustix::fs::Stat) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The pid holding the `flock` on the directory `stat` describes, from
+/// `/proc/locks` (`N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF`, the
+/// device in hex).
+fn lock_owner(stat: &rustix::fs::Stat) -> Option<u32> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let dev = stat.st_dev;
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev),
+        stat.st_ino
+    );
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let at = fields.iter().position(|f| *f == "FLOCK")?;
+        let pid = fields.get(at + 3)?.parse().ok()?;
+        (fields.get(at + 4) == Some(&want.as_str())).then_some(pid)
+    })
 }
 
 /// Creates `path` (and missing parents) with mode 0755; an existing entry is

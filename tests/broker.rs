@@ -3323,3 +3323,64 @@ fn check_passes_a_config_that_starts_and_creates_nothing() {
     let d = s.start();
     assert!(d.setup.log_dir.join("sub/dir/deep.log").exists());
 }
+
+#[test]
+fn reload_logs_one_line_per_change() {
+    let mut d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers.all]
+from = ["alerts"]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+"#,
+    );
+    d.rewrite_config(
+        r#"
+[inputs.alerts]
+mode = 0o622
+
+[inputs.backups]
+
+[subscribers."alerts.tail"]
+from = ["alerts", "backups"]
+when_full = "block"
+"#,
+    );
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    let log = d.stderr();
+    for line in [
+        "reload: added input backups",
+        "reload: removed subscriber all",
+        "reload: alerts: mode 0620 -> 0622",
+        "reload: alerts.tail: from [alerts] -> [alerts, backups]",
+        "reload: alerts.tail: buffer_bytes 1048576 when_full drop-newest -> buffer_bytes \
+         1048576 when_full block",
+    ] {
+        assert!(log.contains(line), "expected {line:?} in the log:\n{log}");
+    }
+    fs::remove_file(d.path("backups")).unwrap();
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 3, TIMEOUT);
+    let log = d.stderr();
+    assert!(
+        log.contains("reload: recreated input backups"),
+        "a FIFO recreated behind the daemon's back is logged:\n{log}"
+    );
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 4, TIMEOUT);
+    assert!(d.stderr().contains("reload: no changes"), "{}", d.stderr());
+}
+
+#[test]
+fn second_instance_message_names_the_owner_pid() {
+    let d = Daemon::start(SIMPLE);
+    let cfg = d.setup.config.to_str().unwrap().to_owned();
+    let out = d.setup.run(&["--config", &cfg]);
+    out.assert_code(75, "second instance");
+    let pid = format!("(pid {})", d.pid());
+    assert!(out.stderr.contains(&pid), "expected {pid} in:\n{out}");
+}

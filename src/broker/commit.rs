@@ -26,6 +26,7 @@ impl Broker {
             remove,
             chmod,
             group,
+            changes: _,
         } = plan;
         for (name, mode) in chmod {
             if let Err(e) = self.world.dir.set_owner_and_mode(&name, mode, group) {

@@ -128,7 +128,7 @@ impl Broker {
             started: Instant::now(),
         };
         let control = Control::open(&broker.world.dir, broker.world.registry())?;
-        if let Err(err) = broker.apply(config) {
+        if let Err(err) = broker.apply(config).map(drop) {
             control.close(&broker.world.dir, broker.world.registry());
             return Err(err);
         }
@@ -177,10 +177,12 @@ impl Broker {
     }
 
     /// Makes the running state match `config`; on error nothing changed.
-    fn apply(&mut self, config: Config) -> Result<()> {
-        let plan = self.plan(config)?;
+    /// Returns what changed, one line each.
+    fn apply(&mut self, config: Config) -> Result<Vec<String>> {
+        let mut plan = self.plan(config)?;
+        let changes = std::mem::take(&mut plan.changes);
         self.commit(plan);
-        Ok(())
+        Ok(changes)
     }
 
     /// How long `poll` may sleep: forever unless something is pending.
@@ -299,7 +301,13 @@ impl Broker {
                 self.apply(config)
             });
         match result {
-            Ok(()) => {
+            Ok(changes) => {
+                for change in &changes {
+                    log::info!("reload: {change}");
+                }
+                if changes.is_empty() {
+                    log::info!("reload: no changes");
+                }
                 self.supervisor.set_reload_error(None);
                 log::info!(
                     "reloaded: {} inputs, {} outputs",

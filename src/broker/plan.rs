@@ -61,6 +61,8 @@ pub(super) struct Plan {
     pub(super) chmod: Vec<(String, u32)>,
     /// The group for kept FIFOs (a removed `group` gives back the daemon's).
     pub(super) group: Option<u32>,
+    /// What changes, one line each, for the log of a reload.
+    pub(super) changes: Vec<String>,
 }
 
 /// What the running state should do about one name of the new config.
@@ -146,7 +148,9 @@ impl Broker {
             .collect::<Result<Vec<_>>>()?;
         created.keep();
 
+        let changes = self.changes(&config, &input_wants, &output_wants);
         let plan = Plan {
+            changes,
             retire: self.gone_inputs(&config),
             remove: self.gone_outputs(&config),
             chmod: self.mode_changes(&config, &input_wants, &output_wants),
@@ -264,6 +268,159 @@ impl Broker {
             .filter(|(name, mode)| group_changed || old.get(name.as_str()) != Some(mode))
             .map(|(name, mode)| (name.clone(), mode))
             .collect()
+    }
+}
+
+impl Broker {
+    /// One line per change `config` makes to the running one, in words an
+    /// administrator reads in the log after a reload.
+    fn changes(&self, config: &Config, inputs: &[Want], outputs: &[Want]) -> Vec<String> {
+        let old = &self.config;
+        let mut lines = broker_changes(old, config);
+        for (input, want) in config.inputs.iter().zip(inputs) {
+            let before = old.inputs.iter().find(|i| i.name == input.name);
+            match (want, before) {
+                (Want::New, _) | (_, None) => lines.push(format!("added input {}", input.name)),
+                (Want::Renew(_), _) => lines.push(format!(
+                    "recreated input {} (its FIFO was deleted or replaced behind the daemon's back)",
+                    input.name
+                )),
+                (Want::Keep(_), Some(b)) if b.mode != input.mode => lines.push(format!(
+                    "{}: mode {:04o} -> {:04o}",
+                    input.name, b.mode, input.mode
+                )),
+                (Want::Keep(_), Some(_)) => {}
+            }
+        }
+        for (output, want) in config.outputs.iter().zip(outputs) {
+            let kind = output.kind_name();
+            let before =
+                (old.outputs.iter()).find(|o| o.name == output.name && o.kind_name() == kind);
+            match (want, before) {
+                (Want::New, _) | (_, None) => lines.push(format!("added {kind} {}", output.name)),
+                (Want::Renew(_), Some(b))
+                    if matches!(output.kind, OutputKind::Subscriber { .. }) =>
+                {
+                    lines.push(format!(
+                        "recreated subscriber {} (its FIFO was deleted or replaced behind the \
+                         daemon's back)",
+                        output.name
+                    ));
+                    output_changes(old, b, config, output, &mut lines);
+                }
+                (_, Some(b)) => output_changes(old, b, config, output, &mut lines),
+            }
+        }
+        for gone in old
+            .inputs
+            .iter()
+            .filter(|i| !config.inputs.iter().any(|n| n.name == i.name))
+        {
+            lines.push(format!("removed input {}", gone.name));
+        }
+        let kept = |o: &OutputConfig| {
+            (config.outputs.iter()).any(|n| n.name == o.name && n.kind_name() == o.kind_name())
+        };
+        for gone in old.outputs.iter().filter(|o| !kept(o)) {
+            lines.push(format!("removed {} {}", gone.kind_name(), gone.name));
+        }
+        lines
+    }
+}
+
+/// Changes to the `[broker]` settings a reload applies.
+fn broker_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    let group = |g: Option<u32>| g.map_or("(none)".to_string(), crate::config::group_name);
+    if old.group != new.group {
+        lines.push(format!(
+            "group {} -> {}",
+            group(old.group),
+            group(new.group)
+        ));
+    }
+    if old.max_line_bytes != new.max_line_bytes {
+        lines.push(format!(
+            "max_line_bytes {} -> {}",
+            old.max_line_bytes, new.max_line_bytes
+        ));
+    }
+    if old.pipe_bytes != new.pipe_bytes {
+        let bytes = |b: Option<usize>| b.map_or("(kernel default)".to_string(), |b| b.to_string());
+        lines.push(format!(
+            "pipe_bytes {} -> {}",
+            bytes(old.pipe_bytes),
+            bytes(new.pipe_bytes)
+        ));
+    }
+    if old.shutdown_timeout != new.shutdown_timeout {
+        lines.push(format!(
+            "shutdown_timeout {:?} -> {:?}",
+            old.shutdown_timeout, new.shutdown_timeout
+        ));
+    }
+    lines
+}
+
+/// Changes to one output that stays (`old` in config `was`, `new` in `is`).
+fn output_changes(
+    was: &Config,
+    old: &OutputConfig,
+    is: &Config,
+    new: &OutputConfig,
+    lines: &mut Vec<String>,
+) {
+    let name = &new.name;
+    let routes = |c: &Config, o: &OutputConfig| -> Vec<String> {
+        o.from.iter().map(|&i| c.inputs[i].name.clone()).collect()
+    };
+    match (&old.kind, &new.kind) {
+        (OutputKind::Subscriber { mode: a }, OutputKind::Subscriber { mode: b }) if a != b => {
+            lines.push(format!("{name}: mode {a:04o} -> {b:04o}"));
+        }
+        (
+            OutputKind::Sink {
+                path: a,
+                max_bytes: ma,
+                keep: ka,
+            },
+            OutputKind::Sink {
+                path: b,
+                max_bytes: mb,
+                keep: kb,
+            },
+        ) => {
+            if a != b {
+                lines.push(format!("{name}: path {} -> {}", a.display(), b.display()));
+            }
+            if (ma, ka) != (mb, kb) {
+                lines.push(format!(
+                    "{name}: max_bytes {ma} keep {ka} -> max_bytes {mb} keep {kb}"
+                ));
+            }
+        }
+        _ => {}
+    }
+    let (ra, rb) = (routes(was, old), routes(is, new));
+    if ra != rb {
+        lines.push(format!(
+            "{name}: from [{}] -> [{}]",
+            ra.join(", "),
+            rb.join(", ")
+        ));
+    }
+    if old.format != new.format {
+        lines.push(format!(
+            "{name}: format {:?} -> {:?}",
+            old.format.source(),
+            new.format.source()
+        ));
+    }
+    if (old.buffer_bytes, old.when_full) != (new.buffer_bytes, new.when_full) {
+        lines.push(format!(
+            "{name}: buffer_bytes {} when_full {} -> buffer_bytes {} when_full {}",
+            old.buffer_bytes, old.when_full, new.buffer_bytes, new.when_full
+        ));
     }
 }
 

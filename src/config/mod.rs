@@ -240,6 +240,11 @@ mod tests {
         );
         let e = parse_err("[inputs.a]\n[subscribers.\"a.b\"]\nfrom = \"a\"\n");
         assert!(e.contains(":3:8: subscribers.\"a.b\".from: "), "{e}");
+        assert!(e.contains("from = [\"alerts\"]"), "{e}");
+        let e = parse_err("[inputs.a]\nmode = \"0640\"\n");
+        assert!(e.contains("mode = 0o640"), "{e}");
+        let e = parse_err("[broker]\nshutdown_timeout = \"5s\"\n");
+        assert!(e.contains("shutdown_timeout = 5"), "{e}");
         let e = parse_err("[inputs.a]\n[sinks.s]\nfrom = [\"a\"]\n");
         assert!(e.contains(":2:1: sinks.s: missing field `path`"), "{e}");
     }

@@ -109,7 +109,9 @@ impl<'a> Validator<'a> {
         for (name, input) in raw {
             self.name(name, "inputs")?;
             let mode = match &input.mode {
-                Some(m) => self.mode(m, &format!("inputs.{}.mode", name.get_ref()), 0o400)?,
+                Some(m) => {
+                    self.mode(m, &format!("{}.mode", key("inputs", name.get_ref())), 0o400)?
+                }
                 None => DEFAULT_INPUT_MODE,
             };
             inputs.push(InputConfig {
@@ -143,7 +145,7 @@ impl<'a> Validator<'a> {
         inputs: &[InputConfig],
     ) -> Result<OutputConfig, ConfigError> {
         self.name(name, "subscribers")?;
-        let key = format!("subscribers.{}", name.get_ref());
+        let key = key("subscribers", name.get_ref());
         if let Some((other, _)) = raw.inputs.get_key_value(name.get_ref().as_str()) {
             return Err(self.at.at(
                 name,
@@ -180,7 +182,7 @@ impl<'a> Validator<'a> {
         let mut sink_paths: BTreeMap<PathBuf, &Spanned<String>> = BTreeMap::new();
         for (name, sink) in raw {
             self.name(name, "sinks")?;
-            let key = format!("sinks.{}", name.get_ref());
+            let key = key("sinks", name.get_ref());
             let path = self.sink_path(&sink.path, &key, log_dir)?;
             if let Some(other) = sink_paths.insert(path.clone(), name) {
                 return Err(self.at.at(
@@ -281,8 +283,9 @@ impl<'a> Validator<'a> {
             Err(self.at.at(
                 name,
                 format!(
-                    "{table}.{n:?}: invalid name: names are 1 to 255 of A-Z a-z 0-9 _ . - \
-                     and start with a letter, digit or _"
+                    "{}: invalid name: names are 1 to 255 of A-Z a-z 0-9 _ . - \
+                     and start with a letter, digit or _",
+                    key(table, n)
                 ),
             ))
         }
@@ -291,11 +294,20 @@ impl<'a> Validator<'a> {
     fn mode(&self, mode: &Spanned<i64>, key: &str, needs: u32) -> Result<u32, ConfigError> {
         let m = *mode.get_ref();
         if !(0..=0o777).contains(&m) {
+            let written = self.at.text.get(mode.span()).unwrap_or("").trim();
+            let decimal = !written.is_empty() && written.bytes().all(|b| b.is_ascii_digit());
+            let hint = if decimal && written.bytes().all(|b| b < b'8') && written.len() <= 4 {
+                format!(
+                    " (TOML reads {written} as decimal; octal needs the 0o prefix: 0o{written})"
+                )
+            } else {
+                String::new()
+            };
             return Err(self.at.at(
                 mode,
                 format!(
-                    "{key}: {m} (0o{m:o}) is not a permission mode; write it in octal \
-                     between 0o000 and 0o777, e.g. 0o640"
+                    "{key}: {written} is not a permission mode{hint}; write it in octal between \
+                     0o000 and 0o777, e.g. 0o640 (setuid, setgid and sticky bits are not allowed)"
                 ),
             ));
         }
@@ -431,6 +443,18 @@ fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?'])
 }
 
+/// `table.name` as TOML writes it: the name quoted unless it is a bare key
+/// (`subscribers."alerts.tail"`, `inputs.alerts`).
+pub(crate) fn key(table: &str, name: &str) -> String {
+    let bare = !name.is_empty()
+        && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        format!("{table}.{name}")
+    } else {
+        format!("{table}.{name:?}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -510,6 +534,12 @@ from = ["*"]
             assert!(e.starts_with("/etc/fb.toml:2:8: inputs.a.mode: "), "{e}");
             assert!(e.contains(why), "{mode}: {e}");
         }
+        let e = parse_err("[inputs.a]\nmode = 0o4620\n");
+        assert!(e.contains("inputs.a.mode: 0o4620 is not"), "{e}");
+        let e = parse_err("[inputs.a]\nmode = 644\n");
+        assert!(e.contains("the 0o prefix: 0o644"), "{e}");
+        let e = parse_err("[inputs.a]\n[subscribers.\"a.b\"]\nfrom=[\"a\"]\nmode = 0o444\n");
+        assert!(e.contains("subscribers.\"a.b\".mode: 0o444 lacks"), "{e}");
         let e = parse_err("[inputs.a]\n[subscribers.s]\nfrom=[\"a\"]\nmode = 0o444\n");
         assert!(
             e.contains(":4:8: subscribers.s.mode") && e.contains("owner write"),
