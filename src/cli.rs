@@ -39,6 +39,8 @@ pub enum StatusFormat {
     Json,
     /// Prometheus text exposition format.
     Prometheus,
+    /// The table, redrawn every second with rates.
+    Watch,
 }
 
 /// Where the config is and which environment picks default directories.
@@ -97,8 +99,11 @@ enum Sub {
         #[arg(long, conflicts_with = "prometheus")]
         json: bool,
         /// Print Prometheus text exposition format
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         prometheus: bool,
+        /// Redraw the table every second with lines/s in and out; q or Ctrl-C leaves
+        #[arg(short, long, conflicts_with = "json")]
+        watch: bool,
     },
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell)
     Completions {
@@ -130,10 +135,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                     .into(),
             ))
         }
-        (Some(Sub::Status { json, prometheus }), false) => {
-            let format = match (json, prometheus) {
-                (true, _) => StatusFormat::Json,
-                (_, true) => StatusFormat::Prometheus,
+        (
+            Some(Sub::Status {
+                json,
+                prometheus,
+                watch,
+            }),
+            false,
+        ) => {
+            let format = match (json, prometheus, watch) {
+                (true, _, _) => StatusFormat::Json,
+                (_, true, _) => StatusFormat::Prometheus,
+                (_, _, true) => StatusFormat::Watch,
                 _ => StatusFormat::Table,
             };
             Command::Status(source, format)
@@ -167,9 +180,11 @@ fn source(config: Option<PathBuf>, instance: Option<&str>) -> Result<Source> {
 }
 
 /// Prints the completion script for `shell` to stdout.
-pub fn completions(shell: clap_complete::Shell) {
-    let mut command = Args::command();
-    clap_complete::generate(shell, &mut command, "fifo-broker", &mut std::io::stdout());
+pub fn completions(shell: clap_complete::Shell) -> Result<()> {
+    crate::completions::print(shell, Args::command()).map_err(|source| Error::Io {
+        context: "writing the completion script",
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -238,6 +253,7 @@ mod tests {
             &["--instance", "../etc"],
             &["--check", "status"],
             &["status", "--json", "--prometheus"],
+            &["status", "--watch", "--json"],
             &["completions", "tcsh"],
         ] {
             let err = parse_strs(args).unwrap_err();

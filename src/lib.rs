@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - `cli` — the command line (`clap`), parsed into a `cli::Command`.
+//! - `completions` — shell completion scripts (`clap_complete`).
 //! - `config` — the TOML file in stages: `raw` serde structs, `validate`d
 //!   into a `Config` with every error located as `FILE:LINE:COL`, and
 //!   `describe`d for `--check`.
@@ -41,6 +42,7 @@
 
 mod broker;
 mod cli;
+mod completions;
 mod config;
 mod control;
 mod error;
@@ -64,7 +66,7 @@ use std::ffi::OsString;
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     match cli::parse(args)? {
         cli::Command::Print(text) => print!("{text}"),
-        cli::Command::Completions(shell) => cli::completions(shell),
+        cli::Command::Completions(shell) => cli::completions(shell)?,
         cli::Command::Status(source, format) => status::run(&source, format)?,
         cli::Command::Check(source) => {
             let config = config::load(&source.config, &source.env)?;

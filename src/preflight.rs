@@ -31,6 +31,9 @@ pub(crate) fn check(config: &Config, env: &Env) -> Result<Vec<String>> {
         }
     }
     check_group(config)?;
+    if let Some(path) = &config.metrics_file {
+        check_metrics_file(path)?;
+    }
     Ok(pipe_bytes_warning(config).into_iter().collect())
 }
 
@@ -181,6 +184,21 @@ fn check_sink(path: &Path, config: &Config, env: &Env) -> Result<()> {
             ),
         )),
     }
+}
+
+/// The metrics file's directory exists and is writable.
+fn check_metrics_file(path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        return Err(Error::refuse(
+            dir,
+            format!(
+                "does not exist (the directory of broker.metrics_file {}); create it",
+                path.display()
+            ),
+        ));
+    }
+    writable(dir, "the directory of broker.metrics_file")
 }
 
 /// The refusal for a sink whose directory does not exist.

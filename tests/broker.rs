@@ -3384,3 +3384,96 @@ fn second_instance_message_names_the_owner_pid() {
     let pid = format!("(pid {})", d.pid());
     assert!(out.stderr.contains(&pid), "expected {pid} in:\n{out}");
 }
+
+#[test]
+fn metrics_file_is_written_after_activity_and_removed_at_stop() {
+    let s = Setup::new(&format!("metrics_file = \"@METRICS@\"\n{STATUS_CONFIG}"));
+    let metrics = s.root.join("fifo-broker.prom");
+    let text = s
+        .config_text
+        .replace("@METRICS@", metrics.to_str().unwrap());
+    fs::write(&s.config, text).unwrap();
+    let d = s.start();
+    let read = || fs::read_to_string(&metrics).unwrap_or_default();
+    eventually(TIMEOUT, || {
+        if read()
+            .contains("fifo_broker_lines_total{direction=\"in\",kind=\"input\",name=\"alerts\"} 0")
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected the metrics file at startup, got:\n{}",
+                read()
+            ))
+        }
+    });
+    d.write("alerts", b"one\ntwo\nthree\n");
+    eventually(TIMEOUT, || {
+        if read()
+            .contains("fifo_broker_lines_total{direction=\"in\",kind=\"input\",name=\"alerts\"} 3")
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected 3 lines in the metrics file, got:\n{}",
+                read()
+            ))
+        }
+    });
+    let text = read();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the metrics file parses");
+    assert_eq!(
+        mode_of(&metrics) & 0o777,
+        0o644,
+        "readable by node_exporter"
+    );
+    assert!(!d.setup.root.join("fifo-broker.prom.tmp").exists());
+    d.signal(Signal::TERM);
+    d.assert_exit_code(0, "SIGTERM");
+    assert_absent(&metrics, "after a clean stop");
+}
+
+#[test]
+fn status_watch_redraws_and_leaves_on_q() {
+    use std::process::{Command, Stdio};
+    let d = Daemon::start(STATUS_CONFIG);
+    let cfg = d.setup.config.to_str().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fifo-broker"))
+        .args(["status", "--watch", "--config", &cfg])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning status --watch");
+    d.write("alerts", b"one\n");
+    thread::sleep(Duration::from_millis(2500));
+    child.stdin.take().unwrap().write_all(b"q").unwrap();
+    let started = Instant::now();
+    let out = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "status --watch did not leave on q"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(out.success(), "status --watch: {out:?}\n{stdout}");
+    assert!(
+        stdout.matches("OUT/s").count() >= 2,
+        "expected at least two redraws with rates:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains('\x1b'),
+        "no escape codes into a pipe:\n{stdout}"
+    );
+}

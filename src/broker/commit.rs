@@ -39,6 +39,7 @@ impl Broker {
         self.commit_inputs(&config, inputs, &keys);
         self.fanout.index_timers();
         self.world.pipe_bytes = config.pipe_bytes;
+        self.metrics.set_path(config.metrics_file.clone());
         self.buf.configure(config.pipe_bytes, config.max_line_bytes);
         self.config = config;
     }

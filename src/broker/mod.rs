@@ -29,6 +29,7 @@
 
 mod commit;
 mod fanout;
+mod metrics;
 mod plan;
 mod schedule;
 mod snapshot;
@@ -88,6 +89,8 @@ pub struct Broker {
     control: Option<Control>,
     /// When the daemon started, for `uptime_s`.
     started: Instant,
+    /// `metrics_file`: Prometheus text for node_exporter.
+    metrics: metrics::MetricsFile,
 }
 
 impl Broker {
@@ -126,6 +129,7 @@ impl Broker {
             stop_deadline: None,
             control: None,
             started: Instant::now(),
+            metrics: metrics::MetricsFile::default(),
         };
         let control = Control::open(&broker.world.dir, broker.world.registry())?;
         if let Err(err) = broker.apply(config).map(drop) {
@@ -194,6 +198,7 @@ impl Broker {
             .chain(self.stop_deadline)
             .chain(self.supervisor.wake_at())
             .chain(self.control.as_ref().and_then(Control::wake_at))
+            .chain(self.metrics.wake_at())
             .min();
         wake.map(|at| at.saturating_duration_since(Instant::now()))
     }
@@ -213,6 +218,10 @@ impl Broker {
         if self.supervisor.tick(now, active) {
             let status = self.status();
             self.supervisor.status(&status);
+        }
+        if self.metrics.tick(now, active) {
+            let text = crate::status::prometheus::render(&self.snapshot());
+            self.metrics.write(&text);
         }
     }
 
@@ -391,6 +400,7 @@ impl Broker {
         if let Some(control) = self.control.take() {
             control.close(&self.world.dir, self.world.poll.registry());
         }
+        self.metrics.remove();
         self.log_counters();
         self.supervisor.report();
         log::info!("stopped");

@@ -353,6 +353,17 @@ fn broker_changes(old: &Config, new: &Config) -> Vec<String> {
             bytes(new.pipe_bytes)
         ));
     }
+    if old.metrics_file != new.metrics_file {
+        let file = |f: &Option<std::path::PathBuf>| {
+            f.as_ref()
+                .map_or("(none)".to_string(), |p| p.display().to_string())
+        };
+        lines.push(format!(
+            "metrics_file {} -> {}",
+            file(&old.metrics_file),
+            file(&new.metrics_file)
+        ));
+    }
     if old.shutdown_timeout != new.shutdown_timeout {
         lines.push(format!(
             "shutdown_timeout {:?} -> {:?}",

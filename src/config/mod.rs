@@ -101,6 +101,8 @@ pub struct Config {
     pub pipe_bytes: Option<usize>,
     /// How long a stop may spend delivering what was already written.
     pub shutdown_timeout: Duration,
+    /// Where to write the Prometheus text for node_exporter, if anywhere.
+    pub metrics_file: Option<PathBuf>,
     /// Input FIFOs, sorted by name.
     pub inputs: Vec<InputConfig>,
     /// Subscriber FIFOs and sinks, sorted by kind then name.

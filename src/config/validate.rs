@@ -86,7 +86,12 @@ impl<'a> Validator<'a> {
             Some(v) => self.shutdown_timeout(v)?,
             None => DEFAULT_SHUTDOWN_TIMEOUT,
         };
+        let metrics_file = match &broker.metrics_file {
+            Some(path) => Some(self.metrics_file(path)?),
+            None => None,
+        };
         Ok(Config {
+            metrics_file,
             file: self.at.file.to_path_buf(),
             dir,
             log_dir,
@@ -257,6 +262,18 @@ impl<'a> Validator<'a> {
             return Err(self.at.at(dir, format!("{key}: must not be empty")));
         }
         Ok(base.join(dir.get_ref()))
+    }
+
+    fn metrics_file(&self, path: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+        let p = Path::new(path.get_ref());
+        if !p.is_absolute() || p.file_name().is_none() {
+            return Err(self.at.at(
+                path,
+                "broker.metrics_file: must be an absolute file path, e.g. \
+                 \"/var/lib/prometheus/node-exporter/fifo-broker.prom\"",
+            ));
+        }
+        Ok(p.to_path_buf())
     }
 
     fn shutdown_timeout(&self, v: &Spanned<f64>) -> Result<Duration, ConfigError> {
@@ -640,6 +657,13 @@ from = ["*"]
         assert!(e.contains("broker.pipe_bytes"), "{e}");
         let e = parse_err("[broker]\ngroup = \"no-such-group-here\"\n");
         assert!(e.contains(":2:9: broker.group: no group named"), "{e}");
+        let e = parse_err("[broker]\nmetrics_file = \"m.prom\"\n");
+        assert!(
+            e.contains(":2:16: broker.metrics_file: must be an absolute"),
+            "{e}"
+        );
+        let c = parse_ok("[broker]\nmetrics_file = \"/m/fb.prom\"\n");
+        assert_eq!(c.metrics_file.as_deref(), Some(Path::new("/m/fb.prom")));
         let c = parse_ok("[broker]\ngroup = 4242\nshutdown_timeout = 0.5\n");
         assert_eq!(c.group, Some(4242));
         assert_eq!(c.shutdown_timeout, Duration::from_millis(500));

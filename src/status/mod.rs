@@ -1,7 +1,7 @@
 //! `fifo-broker status`: the snapshot the daemon serves on its control
 //! socket ([`Snapshot`], the JSON document documented in
 //! docs/operations.md), the client that asks for it ([`client`]), and the
-//! ways to print it ([`table`], [`prometheus`]).
+//! ways to print it ([`table`], [`prometheus`], and `--watch`).
 //!
 //! The snapshot's keys are a stable interface: scripts and dashboards read
 //! them. Add keys, never rename or remove one. This module never touches the
@@ -10,6 +10,7 @@
 pub(crate) mod client;
 pub(crate) mod prometheus;
 pub(crate) mod table;
+mod watch;
 
 use std::io::Write;
 
@@ -100,17 +101,20 @@ pub(crate) struct ControlRow {
 pub(crate) fn run(source: &Source, format: StatusFormat) -> Result<()> {
     let config = crate::config::load(&source.config, &source.env)?;
     let socket = config.dir.join(crate::control::SOCKET_NAME);
+    if format == StatusFormat::Watch {
+        return watch::run(&socket);
+    }
     let json = client::fetch(&socket)?;
     let text = match format {
         StatusFormat::Json => String::from_utf8_lossy(&json).into_owned(),
-        StatusFormat::Table | StatusFormat::Prometheus => {
+        StatusFormat::Table | StatusFormat::Prometheus | StatusFormat::Watch => {
             let snapshot: Snapshot =
                 serde_json::from_slice(&json).map_err(|e| Error::Unavailable {
                     socket: socket.clone(),
                     reason: format!("the answer is not a status document: {e}"),
                 })?;
             if format == StatusFormat::Table {
-                table::render(&snapshot)
+                table::render(&snapshot, None)
             } else {
                 prometheus::render(&snapshot)
             }
