@@ -159,7 +159,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
 fn source(config: Option<PathBuf>, instance: Option<&str>) -> Result<Source> {
     let mut env = Env::from_process();
     let Some(name) = instance else {
-        let config = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let Some(config) = config else {
+            // The default config is fifo-broker.service's: use its
+            // directories too, as the unit would give them, whoever asks.
+            env.runtime_directory
+                .get_or_insert_with(|| "/run/fifo-broker".into());
+            env.logs_directory
+                .get_or_insert_with(|| "/var/log/fifo-broker".into());
+            let config = PathBuf::from(DEFAULT_CONFIG_PATH);
+            return Ok(Source { config, env });
+        };
         return Ok(Source { config, env });
     };
     let valid = |c: char| c.is_ascii_alphanumeric() || "_.@-".contains(c);
@@ -207,6 +216,12 @@ mod tests {
     fn parses_each_form() {
         let default = PathBuf::from(DEFAULT_CONFIG_PATH);
         assert!(matches!(parse_strs(&[]).unwrap(), Command::Run(s) if s.config == default));
+        let Command::Check(s) = parse_strs(&["--check"]).unwrap() else {
+            panic!("--check")
+        };
+        if std::env::var_os("RUNTIME_DIRECTORY").is_none() {
+            assert_eq!(s.env.default_dir(), PathBuf::from("/run/fifo-broker"));
+        }
         assert!(matches!(
             parse_strs(&["--check"]).unwrap(),
             Command::Check(_)
