@@ -115,6 +115,13 @@ impl Control {
         })
     }
 
+    /// False if `<dir>/.control` is no longer the socket this process
+    /// bound (deleted or replaced behind the daemon's back).
+    pub(crate) fn is_intact(&self, dir: &FifoDir) -> bool {
+        rustix::fs::statat(dir.as_fd(), SOCKET_NAME, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == self.id)
+    }
+
     /// Its counters, for the snapshot.
     pub(crate) fn stats(&self) -> &ControlRow {
         &self.stats
@@ -195,9 +202,7 @@ impl Control {
             let _ = registry.deregister(&mut client.stream);
         }
         let _ = registry.deregister(&mut self.listener);
-        let ours = rustix::fs::statat(dir.as_fd(), SOCKET_NAME, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| (st.st_dev, st.st_ino) == self.id);
-        if ours {
+        if self.is_intact(dir) {
             if let Err(e) = rustix::fs::unlinkat(dir.as_fd(), SOCKET_NAME, AtFlags::empty()) {
                 log::error!("cannot remove {}: {e}", self.path.display());
             }

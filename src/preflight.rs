@@ -5,7 +5,10 @@
 //! [`pipe_bytes_warning`]).
 //!
 //! Everything is checked as the user running it: run `--check` as the
-//! daemon's user to check what the daemon will meet. A directory that
+//! daemon's user to check what the daemon will meet. As root, an existing
+//! FIFO directory owned by another user is taken to be that user's (the
+//! service's, whose `RuntimeDirectory=` systemd made), and root may write
+//! everything, so root's `--check` is weaker on ownership and access. A directory that
 //! systemd creates for the unit (`$RUNTIME_DIRECTORY`, `$LOGS_DIRECTORY`,
 //! or the ones `--instance` implies) may be missing. This module must never
 //! create, open for writing, chmod or remove anything.
@@ -22,7 +25,7 @@ use crate::error::{Error, Result};
 /// Checks everything the daemon will need from the file system; returns
 /// warnings that do not stop it.
 pub(crate) fn check(config: &Config, env: &Env) -> Result<Vec<String>> {
-    check_dir(config, env)?;
+    let mut warnings: Vec<String> = check_dir(config, env)?.into_iter().collect();
     check_names(config)?;
     sink_paths(config)?;
     for output in &config.outputs {
@@ -34,7 +37,8 @@ pub(crate) fn check(config: &Config, env: &Env) -> Result<Vec<String>> {
     if let Some(path) = &config.metrics_file {
         check_metrics_file(path)?;
     }
-    Ok(pipe_bytes_warning(config).into_iter().collect())
+    warnings.extend(pipe_bytes_warning(config));
+    Ok(warnings)
 }
 
 /// Refuses a sink whose path is a FIFO's or the control socket's: the file
@@ -87,10 +91,33 @@ pub(crate) fn pipe_bytes_warning(config: &Config) -> Option<String> {
     })
 }
 
-/// The FIFO directory is safe, or can be created.
-fn check_dir(config: &Config, env: &Env) -> Result<()> {
+/// The FIFO directory is safe, or can be created; a warning when root
+/// checks a directory another user owns.
+fn check_dir(config: &Config, env: &Env) -> Result<Option<String>> {
     let dir = &config.dir;
-    match lstat(dir)? {
+    let stat = lstat(dir)?;
+    if let Some(stat) = &stat {
+        let kind = FileType::from_raw_mode(stat.st_mode);
+        if kind == FileType::Directory && rustix::process::geteuid().is_root() && stat.st_uid != 0 {
+            // Root checking a service's running directory: the service
+            // user owns it (systemd's RuntimeDirectory=), not root.
+            let mut as_owner = *stat;
+            as_owner.st_uid = 0;
+            crate::fifodir::check_dir(dir, &as_owner)?;
+            return Ok(Some(format!(
+                "{}: owned by uid {}: checked as the directory of a daemon running as that \
+                 user (a daemon run as root would refuse it)",
+                dir.display(),
+                stat.st_uid
+            )));
+        }
+    }
+    check_dir_as_user(dir, stat, env).map(|()| None)
+}
+
+/// [`check_dir`] for a directory that is the user's, or missing.
+fn check_dir_as_user(dir: &Path, stat: Option<rustix::fs::Stat>, env: &Env) -> Result<()> {
+    match stat {
         Some(stat) => match FileType::from_raw_mode(stat.st_mode) {
             FileType::Directory => crate::fifodir::check_dir(dir, &stat),
             FileType::Symlink => Err(Error::refuse(

@@ -3477,3 +3477,53 @@ fn status_watch_redraws_and_leaves_on_q() {
         "no escape codes into a pipe:\n{stdout}"
     );
 }
+
+#[test]
+fn control_socket_serves_16_clients_at_once_and_is_recreated_on_reload() {
+    let d = Daemon::start("[inputs.alerts]\n");
+    let silent: Vec<_> = (0..16).map(|_| control_connect(&d)).collect();
+    let mut extra = control_connect(&d);
+    extra.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        extra.read(&mut buf).unwrap_or(0),
+        0,
+        "a 17th client is closed at once"
+    );
+    drop(silent);
+    let v = eventually(TIMEOUT, || {
+        let out = status_run(&d.setup, &["--json"]);
+        match out.status.code() {
+            Some(0) => Ok(serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()),
+            _ => Err(format!("status after the silent clients left:\n{out}")),
+        }
+    });
+    assert!(v["control"]["refused"].as_u64() >= Some(1), "{v}");
+
+    fs::remove_file(d.path(".control")).unwrap();
+    status_run(&d.setup, &[]).assert_code(69, "status with the socket deleted");
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    status_run(&d.setup, &[]).assert_code(0, "status after the reload recreated it");
+    assert!(
+        d.stderr().contains("reload: recreated"),
+        "the reload says it recreated the socket:\n{}",
+        d.stderr()
+    );
+}
+
+#[test]
+fn check_as_root_of_a_service_owned_dir_passes_with_a_warning() {
+    if !require_root("check_as_root_of_a_service_owned_dir_passes_with_a_warning") {
+        return;
+    }
+    let s = Setup::new(CHECK_CONFIG);
+    make_dir(&s);
+    rustix::fs::chown(&s.dir, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+    let out = s.check();
+    out.assert_code(0, "--check as root on a dir the service user owns");
+    assert!(out.stderr.contains("owned by uid 65534"), "{out}");
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o777)).unwrap();
+    s.check()
+        .assert_code(73, "an unsafe mode is refused whoever owns it");
+}

@@ -309,12 +309,13 @@ impl Broker {
                 }
                 self.apply(config)
             });
+        let control = self.renew_control();
         match result {
             Ok(changes) => {
-                for change in &changes {
+                for change in changes.iter().chain(&control) {
                     log::info!("reload: {change}");
                 }
-                if changes.is_empty() {
+                if changes.is_empty() && control.is_none() {
                     log::info!("reload: no changes");
                 }
                 self.supervisor.set_reload_error(None);
@@ -334,6 +335,31 @@ impl Broker {
         }
         let status = self.status();
         self.supervisor.ready(&status);
+    }
+
+    /// On reload: a control socket deleted or replaced behind the daemon's
+    /// back is bound again (what a reload does for FIFOs). Returns the line
+    /// for the reload's log.
+    fn renew_control(&mut self) -> Option<String> {
+        let registry = self.world.poll.registry();
+        if self.control.as_ref()?.is_intact(&self.world.dir) {
+            return None;
+        }
+        let old = self.control.take()?;
+        old.close(&self.world.dir, registry);
+        match Control::open(&self.world.dir, registry) {
+            Ok(control) => {
+                self.control = Some(control);
+                Some(format!(
+                    "recreated {} (deleted or replaced behind the daemon's back)",
+                    self.world.dir.join(control::SOCKET_NAME).display()
+                ))
+            }
+            Err(e) => {
+                log::error!("cannot recreate the control socket: {e}");
+                None
+            }
+        }
     }
 
     /// SIGTERM/SIGINT: unlink the inputs so no new writer can open them, then
