@@ -277,8 +277,14 @@ impl Broker {
     fn changes(&self, config: &Config, inputs: &[Want], outputs: &[Want]) -> Vec<String> {
         let old = &self.config;
         let mut lines = broker_changes(old, config);
+        // By name (and kind): thousands of FIFOs must not cost a square.
+        let old_inputs: HashMap<&str, &InputConfig> =
+            old.inputs.iter().map(|i| (&*i.name, i)).collect();
+        let old_outputs: HashMap<(&str, &str), &OutputConfig> = (old.outputs.iter())
+            .map(|o| ((&*o.name, o.kind_name()), o))
+            .collect();
         for (input, want) in config.inputs.iter().zip(inputs) {
-            let before = old.inputs.iter().find(|i| i.name == input.name);
+            let before = old_inputs.get(&*input.name);
             match (want, before) {
                 (Want::New, _) | (_, None) => lines.push(format!("added input {}", input.name)),
                 (Want::Renew(_), _) => lines.push(format!(
@@ -294,8 +300,7 @@ impl Broker {
         }
         for (output, want) in config.outputs.iter().zip(outputs) {
             let kind = output.kind_name();
-            let before =
-                (old.outputs.iter()).find(|o| o.name == output.name && o.kind_name() == kind);
+            let before = old_outputs.get(&(&*output.name, kind));
             match (want, before) {
                 (Want::New, _) | (_, None) => lines.push(format!("added {kind} {}", output.name)),
                 (Want::Renew(_), Some(b))
@@ -311,16 +316,14 @@ impl Broker {
                 (_, Some(b)) => output_changes(old, b, config, output, &mut lines),
             }
         }
-        for gone in old
-            .inputs
-            .iter()
-            .filter(|i| !config.inputs.iter().any(|n| n.name == i.name))
-        {
+        let new_inputs: HashMap<&str, ()> = config.inputs.iter().map(|i| (&*i.name, ())).collect();
+        for gone in (old.inputs.iter()).filter(|i| !new_inputs.contains_key(&*i.name)) {
             lines.push(format!("removed input {}", gone.name));
         }
-        let kept = |o: &OutputConfig| {
-            (config.outputs.iter()).any(|n| n.name == o.name && n.kind_name() == o.kind_name())
-        };
+        let new_outputs: HashMap<(&str, &str), ()> = (config.outputs.iter())
+            .map(|o| ((&*o.name, o.kind_name()), ()))
+            .collect();
+        let kept = |o: &&OutputConfig| new_outputs.contains_key(&(&*o.name, o.kind_name()));
         for gone in old.outputs.iter().filter(|o| !kept(o)) {
             lines.push(format!("removed {} {}", gone.kind_name(), gone.name));
         }
