@@ -2,25 +2,32 @@
 //! [`Snapshot`], inputs by name, outputs by kind then name, serialized to
 //! JSON. Read-only: building it changes nothing in the loop.
 
+use std::collections::BTreeMap;
+
 use super::Broker;
 use crate::status::{InputRow, OutputRow, Snapshot};
 
 impl Broker {
     /// The counters and state of every input and output, now.
     pub(super) fn snapshot(&self) -> Snapshot {
-        let mut inputs: Vec<InputRow> = (self.inputs.iter())
-            .map(|(_, input)| {
-                let s = input.stats();
-                InputRow {
-                    name: input.name().to_string(),
-                    lines_in: s.lines_in,
-                    bytes_in: s.bytes_in,
-                    truncated: s.truncated,
-                    errors: s.errors,
-                }
-            })
-            .collect();
-        inputs.sort_by(|a, b| a.name.cmp(&b.name));
+        // One row per name: an input removed by a reload and added back
+        // may still be draining its old pipe beside the new one.
+        let mut by_name: BTreeMap<&str, InputRow> = BTreeMap::new();
+        for (_, input) in &self.inputs {
+            let s = input.stats();
+            let row = by_name.entry(input.name()).or_insert_with(|| InputRow {
+                name: input.name().to_string(),
+                lines_in: 0,
+                bytes_in: 0,
+                truncated: 0,
+                errors: 0,
+            });
+            row.lines_in += s.lines_in;
+            row.bytes_in += s.bytes_in;
+            row.truncated += s.truncated;
+            row.errors += s.errors;
+        }
+        let inputs: Vec<InputRow> = by_name.into_values().collect();
         let mut outputs: Vec<OutputRow> = (self.fanout.outputs().iter())
             .map(|(_, output)| {
                 let s = output.stats();

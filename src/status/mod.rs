@@ -99,8 +99,21 @@ pub(crate) struct ControlRow {
 /// `fifo-broker status`: asks the daemon that runs `source`'s config and
 /// prints its answer in `format`.
 pub(crate) fn run(source: &Source, format: StatusFormat) -> Result<()> {
-    let config = crate::config::load(&source.config, &source.env)?;
-    let socket = config.dir.join(crate::control::SOCKET_NAME);
+    // A config broken since the daemon loaded it must not hide the running
+    // daemon: ask it in the default directory, and say why.
+    let dir = match crate::config::load(&source.config, &source.env) {
+        Ok(config) => config.dir,
+        Err(err) => {
+            let dir = source.env.default_dir();
+            eprintln!(
+                "fifo-broker: warning: {err}\nfifo-broker: warning: asking the daemon in the \
+                 default directory {}",
+                dir.display()
+            );
+            dir
+        }
+    };
+    let socket = dir.join(crate::control::SOCKET_NAME);
     if format == StatusFormat::Watch {
         return watch::run(&socket);
     }
