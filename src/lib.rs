@@ -78,7 +78,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<()> {
         }
         cli::Command::Run(source) => {
             let config = config::load(&source.config, &source.env)?;
-            let pipe_warning = preflight::pipe_bytes_warning(&config);
+            let pipe_warning = preflight::pipe_bytes_warning(&config, false);
             for warning in config.warnings.iter().chain(&pipe_warning) {
                 log::warn!("{warning}");
             }

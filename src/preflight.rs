@@ -37,7 +37,7 @@ pub(crate) fn check(config: &Config, env: &Env) -> Result<Vec<String>> {
     if let Some(path) = &config.metrics_file {
         check_metrics_file(path)?;
     }
-    warnings.extend(pipe_bytes_warning(config));
+    warnings.extend(pipe_bytes_warning(config, true));
     Ok(warnings)
 }
 
@@ -77,15 +77,18 @@ pub(crate) fn sink_paths(config: &Config) -> Result<()> {
 
 /// A warning if `pipe_bytes` is above what an unprivileged process may ask
 /// the kernel for (the request then fails and the default size stays).
-pub(crate) fn pipe_bytes_warning(config: &Config) -> Option<String> {
+/// At startup a daemon running as root is exempt (it may pass the limit);
+/// `--check` always warns, since it is often run as root for a service
+/// that is not.
+pub(crate) fn pipe_bytes_warning(config: &Config, checking: bool) -> Option<String> {
     let bytes = config.pipe_bytes?;
     let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size").ok()?;
     let max: usize = max.trim().parse().ok()?;
-    (bytes > max && !rustix::process::geteuid().is_root()).then(|| {
+    (bytes > max && (checking || !rustix::process::geteuid().is_root())).then(|| {
         format!(
             "{}: broker.pipe_bytes = {bytes} is above /proc/sys/fs/pipe-max-size ({max}): \
-             pipes keep the kernel's default size unless the limit is raised \
-             (sysctl fs.pipe-max-size)",
+             a daemon without CAP_SYS_RESOURCE (the service) keeps the kernel's default pipe \
+             size unless the limit is raised (sysctl fs.pipe-max-size)",
             config.file.display()
         )
     })

@@ -3527,3 +3527,17 @@ fn check_as_root_of_a_service_owned_dir_passes_with_a_warning() {
     s.check()
         .assert_code(73, "an unsafe mode is refused whoever owns it");
 }
+
+#[test]
+fn check_prints_the_group_name_and_warns_about_pipe_bytes() {
+    let s = Setup::new(&format!(
+        "group = 0\npipe_bytes = 1073741824\n{CHECK_CONFIG}"
+    ));
+    let out = s.check();
+    out.assert_code(0, "--check");
+    assert!(out.stdout.contains("group: root (0)"), "{out}");
+    assert!(
+        out.stderr.contains("pipe-max-size") && out.stderr.contains("pipe_bytes"),
+        "pipe_bytes above /proc/sys/fs/pipe-max-size is a warning:\n{out}"
+    );
+}
