@@ -102,9 +102,10 @@ impl Control {
         let mut listener = bound.map_err(|e| Error::path(&path, e))?;
         let stat = rustix::fs::statat(dir.as_fd(), SOCKET_NAME, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| Error::path(&path, e))?;
-        registry
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(|e| Error::path(&path, e))?;
+        if let Err(e) = registry.register(&mut listener, LISTENER, Interest::READABLE) {
+            let _ = rustix::fs::unlinkat(dir.as_fd(), SOCKET_NAME, AtFlags::empty());
+            return Err(Error::path(&path, e));
+        }
         Ok(Control {
             listener,
             path,
@@ -182,15 +183,17 @@ impl Control {
 
     /// Drops every client whose time is up.
     pub(crate) fn expire(&mut self, now: Instant, registry: &Registry) {
-        let late: Vec<usize> = (self.clients.iter())
+        let late: Vec<(usize, bool)> = (self.clients.iter())
             .filter(|(_, c)| c.deadline <= now)
-            .map(|(slot, _)| slot)
+            .map(|(slot, c)| (slot, c.reply.is_empty()))
             .collect();
-        for slot in late {
-            let why = format!(
-                "still connected after {} s without reading its answer",
-                CLIENT_TIMEOUT.as_secs()
-            );
+        for (slot, no_request) in late {
+            let secs = CLIENT_TIMEOUT.as_secs();
+            let why = if no_request {
+                format!("sent no complete request within {secs} s")
+            } else {
+                format!("did not read its answer within {secs} s")
+            };
             self.drop_client(slot, registry, &why);
         }
     }
