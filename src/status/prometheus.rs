@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::Snapshot;
+use super::{InputRow, OutputRow, Snapshot};
 
 /// One metric family being written: its series follow its header.
 struct Family<'a> {
@@ -93,37 +93,41 @@ pub(crate) fn render(s: &Snapshot) -> String {
     out
 }
 
-/// The per-input and per-output families.
+/// Help of the two families with a `direction`.
+const LINES_HELP: &str =
+    "Lines read from an input (direction=\"in\") or accepted for an output (direction=\"out\").";
+const BYTES_HELP: &str =
+    "Bytes read from an input (direction=\"in\") or written by an output (direction=\"out\").";
+
+type InField = fn(&InputRow) -> u64;
+type OutField = fn(&OutputRow) -> u64;
+
+/// The families with a series per input and per output.
 fn inputs_and_outputs(out: &mut String, s: &Snapshot) {
-    let lines = "Lines read from an input (direction=\"in\") or accepted for an output \
-                 (direction=\"out\").";
-    let mut f = Family::new(out, "fifo_broker_lines_total", "counter", lines);
-    for i in &s.inputs {
-        f.series(
-            &[("direction", "in"), ("kind", "input"), ("name", &i.name)],
-            i.lines_in,
-        );
-    }
-    for o in &s.outputs {
-        f.series(
-            &[("direction", "out"), ("kind", &o.kind), ("name", &o.name)],
-            o.lines_out,
-        );
-    }
-    let bytes = "Bytes read from an input (direction=\"in\") or written by an output \
-                 (direction=\"out\").";
-    let mut f = Family::new(out, "fifo_broker_bytes_total", "counter", bytes);
-    for i in &s.inputs {
-        f.series(
-            &[("direction", "in"), ("kind", "input"), ("name", &i.name)],
-            i.bytes_in,
-        );
-    }
-    for o in &s.outputs {
-        f.series(
-            &[("direction", "out"), ("kind", &o.kind), ("name", &o.name)],
-            o.bytes_out,
-        );
+    let both: [(&'static str, &str, InField, OutField); 2] = [
+        (
+            "fifo_broker_lines_total",
+            LINES_HELP,
+            |i| i.lines_in,
+            |o| o.lines_out,
+        ),
+        (
+            "fifo_broker_bytes_total",
+            BYTES_HELP,
+            |i| i.bytes_in,
+            |o| o.bytes_out,
+        ),
+    ];
+    for (name, help, input, output) in both {
+        let mut f = Family::new(out, name, "counter", help);
+        for i in &s.inputs {
+            let labels = [("direction", "in"), ("kind", "input"), ("name", &i.name)];
+            f.series(&labels, input(i));
+        }
+        for o in &s.outputs {
+            let labels = [("direction", "out"), ("kind", &o.kind), ("name", &o.name)];
+            f.series(&labels, output(o));
+        }
     }
     let help = "Lines cut to max_line_bytes.";
     let mut f = Family::new(out, "fifo_broker_truncated_lines_total", "counter", help);
@@ -138,8 +142,12 @@ fn inputs_and_outputs(out: &mut String, s: &Snapshot) {
     for o in &s.outputs {
         f.series(&[("kind", &o.kind), ("name", &o.name)], o.errors);
     }
-    type Field = fn(&super::OutputRow) -> u64;
-    let per_output: [(&'static str, &str, &str, Field); 5] = [
+    outputs_only(out, s);
+}
+
+/// The families with a series per output only.
+fn outputs_only(out: &mut String, s: &Snapshot) {
+    let families: [(&'static str, &str, &str, OutField); 5] = [
         (
             "fifo_broker_dropped_lines_total",
             "counter",
@@ -171,7 +179,7 @@ fn inputs_and_outputs(out: &mut String, s: &Snapshot) {
             |o| o.buffer_bytes,
         ),
     ];
-    for (name, kind, help, field) in per_output {
+    for (name, kind, help, field) in families {
         let mut f = Family::new(out, name, kind, help);
         for o in &s.outputs {
             f.series(&[("kind", &o.kind), ("name", &o.name)], field(o));
@@ -180,9 +188,47 @@ fn inputs_and_outputs(out: &mut String, s: &Snapshot) {
     let help = "1 for the state each output is in (attached, no reader, ok, retrying, full, ...).";
     let mut f = Family::new(out, "fifo_broker_output_state", "gauge", help);
     for o in &s.outputs {
-        f.series(
-            &[("kind", &o.kind), ("name", &o.name), ("state", &o.state)],
-            1,
-        );
+        let labels = [("kind", &*o.kind), ("name", &o.name), ("state", &o.state)];
+        f.series(&labels, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::ControlRow;
+
+    #[test]
+    fn every_family_has_help_and_type_and_labels_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let snapshot = Snapshot {
+            pid: 7,
+            version: "0.1.0".into(),
+            uptime_s: 3,
+            config: "/etc/x \"y\".toml".into(),
+            dir: "/run/x".into(),
+            inputs: vec![InputRow {
+                name: "alerts".into(),
+                lines_in: 42,
+                bytes_in: 420,
+                truncated: 1,
+                errors: 0,
+            }],
+            outputs: Vec::new(),
+            control: ControlRow::default(),
+        };
+        let text = render(&snapshot);
+        assert!(text.contains(
+            "fifo_broker_lines_total{direction=\"in\",kind=\"input\",name=\"alerts\"} 42\n"
+        ));
+        assert!(text.contains("config=\"/etc/x \\\"y\\\".toml\""), "{text}");
+        let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(types, helps);
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            let counter = line.ends_with(" counter");
+            assert_eq!(counter, name.ends_with("_total"), "{line}");
+        }
     }
 }
