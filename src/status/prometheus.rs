@@ -10,7 +10,9 @@ use super::{InputRow, OutputRow, Snapshot};
 
 /// One metric family being written: its series follow its header.
 struct Family<'a> {
+    /// The exposition being written.
     out: &'a mut String,
+    /// The family's metric name.
     name: &'static str,
 }
 
