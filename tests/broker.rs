@@ -3541,3 +3541,53 @@ fn check_prints_the_group_name_and_warns_about_pipe_bytes() {
         "pipe_bytes above /proc/sys/fs/pipe-max-size is a warning:\n{out}"
     );
 }
+
+/// `fifo-broker --check --config <config>` as uid/gid 65534 (no groups).
+fn check_as_nobody(s: &Setup) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_fifo-broker"))
+        .args(["--check", "--config", s.config.to_str().unwrap()])
+        .output()
+        .expect("running setpriv")
+}
+
+#[test]
+fn check_as_an_unprivileged_user_refuses_what_it_could_not_do() {
+    if !require_root("check_as_an_unprivileged_user_refuses_what_it_could_not_do") {
+        return;
+    }
+    let nobody = Some(rustix::process::Uid::from_raw(65534));
+    type Case = (&'static str, &'static str, fn(&Setup) -> PathBuf);
+    let cases: [Case; 3] = [
+        ("", "cannot be created", |s| s.dir.clone()),
+        ("group = 0\n", "not a member", |s| s.dir.clone()),
+        ("", "not writable by uid 65534", |s| s.log_dir.clone()),
+    ];
+    for (i, (broker, why, path)) in cases.into_iter().enumerate() {
+        let s = Setup::new(&format!("{broker}{CHECK_CONFIG}"));
+        fs::set_permissions(&s.root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&s.config, fs::Permissions::from_mode(0o644)).unwrap();
+        if i > 0 {
+            make_dir(&s);
+            rustix::fs::chown(&s.dir, nobody, None).unwrap();
+        }
+        if i > 0 {
+            fs::create_dir(&s.log_dir).unwrap();
+        }
+        if i == 1 {
+            rustix::fs::chown(&s.log_dir, nobody, None).unwrap();
+        }
+        let before = listing(&s.root);
+        let out = check_as_nobody(&s);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(73), "case {i}: {stderr}");
+        let path = path(&s);
+        assert!(
+            stderr.contains(&path.display().to_string()) && stderr.contains(why),
+            "case {i}: expected {} and {why:?} in: {stderr}",
+            path.display()
+        );
+        assert_eq!(before, listing(&s.root), "case {i}: nothing may change");
+    }
+}
