@@ -32,6 +32,9 @@ use crate::world::PipeBudget;
 
 /// Smallest read.
 const MIN_READ: usize = 16 * 1024;
+/// Largest read: a grown pipe is read in several turns, so that routing
+/// one read never holds up a quiet input for long.
+const MAX_READ: usize = 64 * 1024;
 
 /// One input FIFO.
 #[derive(Debug)]
@@ -290,7 +293,7 @@ impl Input {
     fn fill(&mut self, buf: &mut ReadBuf, pipes: Option<&PipeBudget>) -> Fill {
         for (p, pipe) in self.pipes.iter_mut().enumerate() {
             let carried = pipe.carry.len();
-            let want = read_size(pipe.size).min(buf.max_read);
+            let want = read_size(pipe.size).min(buf.max_read).min(MAX_READ);
             if buf.data.len() < carried + want {
                 // A reload lowered max_line_bytes under a line in progress.
                 buf.data.resize(carried + want, 0);
