@@ -53,6 +53,16 @@ impl System {
         }
     }
 
+    /// The name for `{name}` in FIFO_BENCH_WRAP*.
+    fn tag(self) -> &'static str {
+        match self {
+            System::Broker => "broker",
+            System::Broker1M => "broker-1m",
+            System::Tee => "tee",
+            System::Multitee => "multitee",
+        }
+    }
+
     fn is_broker(self) -> bool {
         matches!(self, System::Broker | System::Broker1M)
     }
@@ -236,7 +246,7 @@ fn start(system: System, fanout: usize) -> Rig {
             );
             let path = scratch.0.join("broker.toml");
             fs::write(&path, config).unwrap();
-            spawn_broker(&scratch.0, &path).0
+            spawn_broker(system.tag(), &scratch.0, &path).0
         }
         System::Tee | System::Multitee => {
             fs::create_dir_all(&dir).unwrap();
@@ -256,7 +266,7 @@ fn start(system: System, fanout: usize) -> Rig {
                 }
                 script + &format!(" {}>>\"$1\"", 3 + fanout)
             };
-            wrapped("FIFO_BENCH_WRAP_BASELINE", "bash")
+            wrapped("FIFO_BENCH_WRAP_BASELINE", system.tag(), "bash")
                 .arg("-c")
                 .arg(script)
                 .arg(&input)
@@ -278,10 +288,11 @@ fn start(system: System, fanout: usize) -> Rig {
 }
 
 /// `program`, run under the profiler named in the environment variable
-/// `wrap_var` if set (e.g. `strace -f -c -o FILE`).
-fn wrapped(wrap_var: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+/// `wrap_var` if set (e.g. `strace -c -o /tmp/strace-{name}`), `{name}`
+/// replaced by `name`.
+fn wrapped(wrap_var: &str, name: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let wrap = std::env::var(wrap_var).unwrap_or_default();
-    let mut words = wrap.split_whitespace();
+    let mut words = wrap.split_whitespace().map(|w| w.replace("{name}", name));
     match words.next() {
         Some(tool) => {
             let mut c = Command::new(tool);
@@ -292,9 +303,34 @@ fn wrapped(wrap_var: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     }
 }
 
+fn profiling() -> bool {
+    std::env::var_os("FIFO_BENCH_WRAP").is_some()
+        || std::env::var_os("FIFO_BENCH_WRAP_BASELINE").is_some()
+}
+
+/// The process doing the work under `pid`: `pid` itself, or when it runs
+/// under a profiler (strace, perf stat), the profiler's child.
+fn leaf_pid(pid: u32) -> u32 {
+    let mut pid = pid;
+    while let Some(child) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next().and_then(|v| v.parse().ok()))
+    {
+        pid = child;
+    }
+    pid
+}
+
+fn terminate(child: &Child) {
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(leaf_pid(child.id()) as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    );
+}
+
 /// Spawns the daemon with a fake NOTIFY_SOCKET; returns it and the time
 /// from spawn to READY=1.
-fn spawn_broker(dir: &Path, config: &Path) -> (Child, Duration) {
+fn spawn_broker(tag: &str, dir: &Path, config: &Path) -> (Child, Duration) {
     let sock_path = dir.join("notify.sock");
     let _ = fs::remove_file(&sock_path);
     let sock = UnixDatagram::bind(&sock_path).unwrap();
@@ -302,7 +338,7 @@ fn spawn_broker(dir: &Path, config: &Path) -> (Child, Duration) {
         .unwrap();
     let t0 = Instant::now();
     // FIFO_BENCH_WRAP="strace -c -o FILE" (or perf stat ...) profiles the daemon.
-    let child = wrapped("FIFO_BENCH_WRAP", BIN)
+    let child = wrapped("FIFO_BENCH_WRAP", tag, BIN)
         .arg("--config")
         .arg(config)
         .env("NOTIFY_SOCKET", &sock_path)
@@ -609,7 +645,7 @@ fn run_once(system: System, fanout: usize, data: &[u8], lines: usize, tag: &str)
     let rig = start(system, fanout);
     let base = Instant::now();
     let (readers, mut input) = connect(&rig, lines, Check::Sequence, base);
-    let cpu0 = child_cpu_seconds(rig.child.id());
+    let cpu0 = child_cpu_seconds(leaf_pid(rig.child.id()));
     let clients0 = cpu_seconds(std::process::id());
     let t0 = Instant::now();
     for c in data.chunks(chunk) {
@@ -617,7 +653,7 @@ fn run_once(system: System, fanout: usize, data: &[u8], lines: usize, tag: &str)
     }
     let seen: Vec<Seen> = readers.into_iter().map(|r| r.join().unwrap()).collect();
     let last = seen.iter().filter_map(|s| s.last).max().unwrap_or(t0);
-    let cpu = child_cpu_seconds(rig.child.id()) - cpu0;
+    let cpu = child_cpu_seconds(leaf_pid(rig.child.id())) - cpu0;
     let clients = cpu_seconds(std::process::id()) - clients0;
     drop(input);
     let stopped = stop(rig, system);
@@ -684,7 +720,8 @@ fn throughput(args: &Args) {
     // An unreported warm-up round: the first system to run otherwise pays
     // for cold caches and page faults the others do not.
     let warm = args.lines / 10;
-    for &system in systems {
+    // Not under a profiler: one spawn per system and run makes its counts.
+    for &system in systems.iter().filter(|_| !profiling()) {
         let rig = start(system, SUBSCRIBERS);
         let (readers, mut input) = connect(&rig, warm, Check::Sequence, Instant::now());
         input.write_all(&data[..warm * LINE]).unwrap();
@@ -861,37 +898,24 @@ fn sweep_svg(medians: &[Vec<(f64, f64)>], runs: usize) -> String {
          100-byte lines, default pipes (median of {runs})</text>\n",
         W / 2.0
     );
-    // Left: lines/s, linear from 0.
-    let max_rate = medians
-        .iter()
-        .flatten()
-        .map(|m| m.0 / 1e6)
-        .fold(0.0, f64::max);
-    let step = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
-        .into_iter()
-        .find(|s| max_rate / s <= 6.0)
-        .unwrap_or(10.0);
-    let rate_top = (max_rate / step).ceil().max(1.0) * step;
-    let y_rate = |v: f64| top + ph - v / rate_top * ph;
-    // Right: CPU s per M lines, log10 over whole decades.
-    let cpus: Vec<f64> = medians.iter().flatten().map(|m| m.1.max(1e-4)).collect();
-    let lo = cpus
-        .iter()
-        .cloned()
-        .fold(f64::MAX, f64::min)
-        .log10()
-        .floor();
-    let hi = cpus
-        .iter()
-        .cloned()
-        .fold(0.0, f64::max)
-        .log10()
-        .ceil()
-        .max(lo + 1.0);
-    let y_cpu = |v: f64| top + ph - (v.max(1e-4).log10() - lo) / (hi - lo) * ph;
+    // Both panels on log scales (fan-out spans 64×), ranges a little wider
+    // than the data, ticks at 1, 2 and 5 of each decade.
+    let range = |values: Vec<f64>| {
+        let lo = values.iter().cloned().fold(f64::MAX, f64::min).max(1e-4) / 1.4;
+        let hi = values.iter().cloned().fold(0.0, f64::max).max(lo * 10.0) * 1.4;
+        (lo.log10(), hi.log10())
+    };
+    let ranges = [
+        range(medians.iter().flatten().map(|m| m.0 / 1e6).collect()),
+        range(medians.iter().flatten().map(|m| m.1).collect()),
+    ];
+    let y_at = |p: usize, v: f64| {
+        let (lo, hi) = ranges[p];
+        top + ph - (v.max(1e-4).log10() - lo) / (hi - lo) * ph
+    };
     for (p, left) in lefts.iter().enumerate() {
         let (title, unit) = if p == 0 {
-            ("throughput", "M lines/s")
+            ("throughput", "M lines/s (log)")
         } else {
             ("fan-out process CPU per line", "CPU s per M lines (log)")
         };
@@ -906,23 +930,12 @@ fn sweep_svg(medians: &[Vec<(f64, f64)>], runs: usize) -> String {
             left + pw / 2.0,
             top + ph + 36.0
         );
-        // Grid and y labels.
-        let ticks: Vec<(f64, String)> = if p == 0 {
-            let n = (rate_top / step).round() as usize;
-            (0..=n)
-                .map(|i| {
-                    let v = i as f64 * step;
-                    (y_rate(v), format!("{v:.1}"))
-                })
-                .collect()
-        } else {
-            (lo as i32..=hi as i32)
-                .map(|e| {
-                    let v = 10f64.powi(e);
-                    (y_cpu(v), format!("{v}"))
-                })
-                .collect()
-        };
+        let (lo, hi) = ranges[p];
+        let ticks: Vec<(f64, String)> = (lo.floor() as i32..=hi.ceil() as i32)
+            .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)))
+            .filter(|v| (lo..=hi).contains(&v.log10()))
+            .map(|v| (y_at(p, v), format!("{}", (v * 1e4).round() / 1e4)))
+            .collect();
         for (y, label) in ticks {
             out += &format!(
                 "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\n\
@@ -942,17 +955,26 @@ fn sweep_svg(medians: &[Vec<(f64, f64)>], runs: usize) -> String {
         out += &format!(
             "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#333\"/>\n"
         );
+        if p == 1 {
+            // The issue's target: at 64 subscribers, at most 4× the
+            // daemon's CPU per line at 1.
+            let y = y_at(1, 4.0 * medians[0][0].1);
+            out += &format!(
+                "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#d62728\" \
+                 stroke-dasharray=\"5,4\" opacity=\"0.6\"/>\n<text x=\"{}\" y=\"{:.1}\" \
+                 fill=\"#d62728\" font-size=\"11\">target: 4× fifo-broker at 1</text>\n",
+                left + pw,
+                left + 6.0,
+                y - 5.0
+            );
+        }
         for (k, color) in COLORS.iter().enumerate() {
             let points: Vec<(f64, f64)> = medians
                 .iter()
                 .enumerate()
                 .map(|(f, m)| {
-                    let y = if p == 0 {
-                        y_rate(m[k].0 / 1e6)
-                    } else {
-                        y_cpu(m[k].1)
-                    };
-                    (x_at(*left, f), y)
+                    let v = if p == 0 { m[k].0 / 1e6 } else { m[k].1 };
+                    (x_at(*left, f), y_at(p, v))
                 })
                 .collect();
             let path: Vec<String> = points
@@ -1053,7 +1075,7 @@ fn fairness_once(relay: Relay, flood: bool) -> FairRun {
         );
         let path = scratch.0.join("broker.toml");
         fs::write(&path, config).unwrap();
-        children.push(spawn_broker(&scratch.0, &path).0);
+        children.push(spawn_broker("broker-fairness", &scratch.0, &path).0);
     } else {
         fs::create_dir_all(&dir).unwrap();
         for p in [&bulk_in, &bulk_out, &alerts_in, &alerts_out] {
@@ -1065,7 +1087,7 @@ fn fairness_once(relay: Relay, flood: bool) -> FairRun {
         }
         for (from, to) in pairs {
             children.push(
-                wrapped("FIFO_BENCH_WRAP_BASELINE", "sh")
+                wrapped("FIFO_BENCH_WRAP_BASELINE", "cat", "sh")
                     .arg("-c")
                     .arg("exec cat < \"$0\" > \"$1\"")
                     .arg(from)
@@ -1162,10 +1184,7 @@ fn fairness_once(relay: Relay, flood: bool) -> FairRun {
     }
     for mut child in children {
         if relay == Relay::Broker {
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-                rustix::process::Signal::TERM,
-            );
+            terminate(&child);
         }
         let _ = child.wait();
     }
@@ -1248,10 +1267,7 @@ fn fairness(args: &Args) {
 /// Stops a rig and returns where its sink is (kept until the scratch drops).
 fn stop(mut rig: Rig, system: System) -> (PathBuf, Rig) {
     if system.is_broker() {
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(rig.child.id() as i32).unwrap(),
-            rustix::process::Signal::TERM,
-        );
+        terminate(&rig.child);
     }
     let _ = rig.child.wait();
     (rig.sink.clone(), rig)
@@ -1340,7 +1356,7 @@ fn writers(args: &Args) {
             let rig = start(system, SUBSCRIBERS);
             let (readers, probe_input) =
                 connect(&rig, WRITERS * PER, Check::PerWriter, Instant::now());
-            let cpu0 = child_cpu_seconds(rig.child.id());
+            let cpu0 = child_cpu_seconds(leaf_pid(rig.child.id()));
             let t0 = Instant::now();
             let handles: Vec<_> = (0..WRITERS)
                 .map(|w| {
@@ -1367,7 +1383,7 @@ fn writers(args: &Args) {
             }
             let seen: Vec<Seen> = readers.into_iter().map(|r| r.join().unwrap()).collect();
             let last = seen.iter().filter_map(|s| s.last).max().unwrap_or(t0);
-            let cpu = child_cpu_seconds(rig.child.id()) - cpu0;
+            let cpu = child_cpu_seconds(leaf_pid(rig.child.id())) - cpu0;
             drop(probe_input);
             let (sink, _rig) = stop(rig, system);
             let sink = verify_sink(&sink, WRITERS * PER, Check::PerWriter);
@@ -1406,7 +1422,7 @@ fn start_many(tag: &str, n_in: usize, n_sub: usize) -> (Child, Duration, Scratch
     config += "[sinks.all]\npath = \"all.log\"\nfrom = [\"*\"]\n";
     let path = scratch.0.join("broker.toml");
     fs::write(&path, config).unwrap();
-    let (child, ready) = spawn_broker(&scratch.0, &path);
+    let (child, ready) = spawn_broker(tag, &scratch.0, &path);
     (child, ready, scratch)
 }
 
@@ -1503,10 +1519,7 @@ fn scale() {
         ready.as_secs_f64() * 1000.0,
         t0.elapsed().as_secs_f64() * 1000.0
     );
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    );
+    terminate(&child);
     let _ = child.wait();
     let _ = fs::remove_dir_all(&dir);
     drop(scratch);

@@ -72,7 +72,8 @@ impl PipeBudget {
         }
         match rustix::pipe::fcntl_setpipe_size(&fd, want) {
             Ok(got) if got > *size => {
-                self.left.set(self.left.get() - (got - *size).min(self.left.get()));
+                self.left
+                    .set(self.left.get() - (got - *size).min(self.left.get()));
                 *size = got;
                 true
             }
