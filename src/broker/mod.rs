@@ -51,6 +51,10 @@ use supervisor::Supervisor;
 const SIGNALS: Token = Token(usize::MAX);
 /// Reads one input may do per turn before others get theirs.
 const READS_PER_TURN: usize = 16;
+/// Bytes one input may read per turn before others get theirs: a flooded
+/// input then delays a quiet one by one batch's routing at most (the quiet
+/// one's event is handled first in the next turn; busy inputs go round).
+const BYTES_PER_TURN: usize = 128 * 1024;
 
 fn input_token(key: usize) -> Token {
     Token(2 * key)
@@ -196,8 +200,8 @@ impl Broker {
     }
 
     /// Reads input `key` until its pipe is empty, a `block` output it feeds
-    /// is full (then it is stalled), or `budget` reads are done (then it is
-    /// busy).
+    /// is full (then it is stalled), or `budget` reads or [`BYTES_PER_TURN`]
+    /// are done (then it is busy).
     fn read_input(&mut self, key: usize, budget: usize) {
         if self.schedule.is_stalled(key) {
             return;
@@ -206,7 +210,11 @@ impl Broker {
             return;
         };
         let max = self.config.max_line_bytes;
+        let mut bytes = 0;
         for _ in 0..budget {
+            if bytes >= BYTES_PER_TURN {
+                break;
+            }
             if self.fanout.any_full(input.routes()) {
                 self.schedule.stall(key);
                 return;
@@ -215,6 +223,7 @@ impl Broker {
             let pipes = Some(&*self.world.pipes).filter(|_| keeping_up);
             match input.read(&mut self.buf, max, pipes) {
                 Read::Lines(batch) => {
+                    bytes += batch.lines.len();
                     self.fanout
                         .route(&self.world, input.name(), input.routes(), &batch);
                 }

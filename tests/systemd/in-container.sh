@@ -142,6 +142,19 @@ cp /root/orig.toml $CONF
 systemctl reload $U
 check "fixed reload: status clean, extra removed" until_ok 3 sh -c "systemctl show -P StatusText $U | grep -q '^2 inputs, ' && [ ! -e $RUN/extra ] && ! systemctl show -P StatusText $U | grep -q 'reload failed'"
 
+# ---------------------------------------------------------------- journal forward
+section "journal forward"
+printf '\n[forwards.journal]\nurl = "journal"\nfrom = ["alerts"]\nseverity = "crit"\n' >>$CONF
+t=$(mark)
+systemctl reload $U
+check "journal forward: reload applies it" until_ok 3 sh -c "journalctl -q --no-pager -o cat -u $U --since @$t | grep -q '^reloaded: '"
+echo "forwarded to the journal $t" >$RUN/alerts
+check "journal forward: journalctl FIFO_BROKER_INPUT=alerts shows the line" until_ok 5 sh -c "journalctl -q --no-pager -o cat FIFO_BROKER_INPUT=alerts | grep -qx 'forwarded to the journal $t'"
+check "journal forward: PRIORITY=2 (crit), SYSLOG_IDENTIFIER=alerts" sh -c "journalctl -q --no-pager -o export FIFO_BROKER_INPUT=alerts | grep -qx 'PRIORITY=2' && journalctl -q --no-pager -o export FIFO_BROKER_INPUT=alerts | grep -qx 'SYSLOG_IDENTIFIER=alerts'"
+cp /root/orig.toml $CONF
+systemctl reload $U
+check "journal forward: removed again" until_ok 3 sh -c "systemctl show -P StatusText $U | grep -q '^2 inputs, '"
+
 # ---------------------------------------------------------------- logrotate
 section "logrotate snippet"
 logrotate -f /etc/logrotate.d/fifo-broker
