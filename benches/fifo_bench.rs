@@ -10,12 +10,28 @@
 //! line. `tee` and `multitee` cannot attach readers lazily or frame lines;
 //! they get the same FIFOs, opened before the writer starts.
 //!
+//! The daemon runs as shipped: no `pipe_bytes`, so FIFOs start at the
+//! kernel's default size (64 KiB) and the daemon grows them where it helps.
+//! The throughput workload adds a second daemon row with
+//! `pipe_bytes = 1048576`.
+//!
 //! Workloads: throughput (2,000,000 lines of 100 bytes in 64 KiB writes),
-//! latency (one stamped line per millisecond for 2 s), writers (8 × 50,000
-//! lines, one write() each), idle (1,000 inputs + 1,000 subscribers for 10
-//! s, broker only), scale (10,000 FIFOs, broker only). Figures that swing
-//! between runs on a shared machine are reported as median (min–max), with
-//! ratios computed inside the same run.
+//! sweep (the same at 1, 4, 16 and 64 subscribers, fewer lines for large
+//! fan-outs; writes docs/fanout-sweep.svg, or `$FIFO_BENCH_SVG`), fairness
+//! (input `bulk` flooded while input `alerts` carries a stamped line every
+//! 2 ms; the daemon beside one `cat` relay per input), latency (one stamped
+//! line per millisecond for 2 s), writers (8 × 50,000 lines, one write()
+//! each), idle (1,000 inputs + 1,000 subscribers for 10 s, broker only),
+//! scale (10,000 FIFOs, broker only). Figures that swing between runs on a
+//! shared machine are reported as median (min–max), with ratios computed
+//! inside the same run.
+//!
+//! Environment: `FIFO_BENCH_DIR` (scratch, default /dev/shm),
+//! `FIFO_BENCH_PIPE_BYTES` (the default rows' `pipe_bytes`),
+//! `FIFO_BENCH_BUFFER_BYTES`, and `FIFO_BENCH_WRAP` / `FIFO_BENCH_WRAP_BASELINE`:
+//! a profiler command line for the daemon / for tee, multitee and cat, in
+//! which `{name}` becomes the system's name, e.g.
+//! `FIFO_BENCH_WRAP="strace -c -o /tmp/strace-{name}"`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
