@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The command line could not be understood.
-    #[error("{0}\nTry 'fifo-broker --help' for more information.")]
+    #[error("{0}")]
     Usage(String),
 
     /// The config file is invalid; the message is `FILE:LINE:COL: message`.
@@ -39,10 +39,29 @@ pub enum Error {
     },
 
     /// Another instance holds the lock on the FIFO directory.
-    #[error("{}: another fifo-broker instance already owns this directory", dir.display())]
+    #[error(
+        "{}: another fifo-broker instance{} already owns this directory",
+        dir.display(),
+        owner.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
     Locked {
         /// The FIFO directory.
         dir: PathBuf,
+        /// The process holding the lock, if the kernel says.
+        owner: Option<u32>,
+    },
+
+    /// No daemon answers on the control socket (`status`).
+    #[error(
+        "{}: no fifo-broker answers on this control socket: {reason} (is the daemon \
+         running? try 'systemctl status fifo-broker')",
+        socket.display()
+    )]
+    Unavailable {
+        /// The control socket.
+        socket: PathBuf,
+        /// What went wrong.
+        reason: String,
     },
 
     /// A forward cannot be set up (its TLS files or credentials changed
@@ -73,6 +92,7 @@ impl Error {
             Error::Config(_) => 78,
             Error::Unsafe { .. } | Error::Path { .. } => 73,
             Error::Locked { .. } => 75,
+            Error::Unavailable { .. } => 69,
             Error::Forward { .. } | Error::Io { .. } => 1,
         }
     }

@@ -68,31 +68,12 @@ impl FifoDir {
             other => Error::path(path, other),
         })?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| Error::path(path, e))?;
-        let me = rustix::process::geteuid().as_raw();
-        if stat.st_uid != me {
-            return Err(Error::refuse(
-                path,
-                format!(
-                    "is owned by uid {}, not by the daemon's uid {me}; refusing to use it",
-                    stat.st_uid
-                ),
-            ));
-        }
-        let perm = stat.st_mode & 0o7777;
-        if perm & 0o022 != 0 {
-            return Err(Error::refuse(
-                path,
-                format!(
-                    "has mode 0{perm:03o}, writable by group or others, who could replace \
-                     the FIFOs; run 'chmod go-w {}'",
-                    path.display()
-                ),
-            ));
-        }
+        check_dir(path, &stat)?;
         rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
             |errno| match errno {
                 Errno::WOULDBLOCK => Error::Locked {
                     dir: path.to_path_buf(),
+                    owner: lock_owner(&stat),
                 },
                 other => Error::path(path, other),
             },
@@ -239,6 +220,55 @@ impl AsFd for FifoDir {
     }
 }
 
+/// Refuses a FIFO directory (described by `stat`) that is not the daemon's
+/// own: owned by another user, or writable by group or others.
+pub(crate) fn check_dir(path: &Path, stat: &rustix::fs::Stat) -> Result<()> {
+    let me = rustix::process::geteuid().as_raw();
+    let own = |why: String| {
+        Error::refuse(
+            path,
+            format!(
+                "{why}; refusing to use it: give the daemon a directory of its own (e.g. \
+                 dir = \"{}\", which it creates)",
+                path.join("fifo-broker").display()
+            ),
+        )
+    };
+    if stat.st_uid != me {
+        return Err(own(format!(
+            "is owned by uid {}, not by the daemon's uid {me}",
+            stat.st_uid
+        )));
+    }
+    let perm = stat.st_mode & 0o7777;
+    if perm & 0o022 != 0 {
+        return Err(own(format!(
+            "has mode {perm:#o}, writable by group or others, who could replace the FIFOs"
+        )));
+    }
+    Ok(())
+}
+
+/// The pid holding the `flock` on the directory `stat` describes, from
+/// `/proc/locks` (`N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF`, the
+/// device in hex).
+fn lock_owner(stat: &rustix::fs::Stat) -> Option<u32> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let dev = stat.st_dev;
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev),
+        stat.st_ino
+    );
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let at = fields.iter().position(|f| *f == "FLOCK")?;
+        let pid = fields.get(at + 3)?.parse().ok()?;
+        (fields.get(at + 4) == Some(&want.as_str())).then_some(pid)
+    })
+}
+
 /// Creates `path` (and missing parents) with mode 0755; an existing entry is
 /// left for the caller's checks.
 pub fn create_dir(path: &Path) -> Result<()> {
@@ -261,7 +291,7 @@ pub fn create_dir(path: &Path) -> Result<()> {
     }
 }
 
-fn describe_type(t: FileType) -> &'static str {
+pub(crate) fn describe_type(t: FileType) -> &'static str {
     match t {
         FileType::RegularFile => "a regular file",
         FileType::Directory => "a directory",

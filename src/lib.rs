@@ -3,13 +3,16 @@
 //!
 //! # Layout
 //!
-//! - `cli` — the command line, parsed into a `cli::Command`.
+//! - `cli` — the command line (`clap`), parsed into a `cli::Command`.
+//! - `completions` — shell completion scripts (`clap_complete`).
 //! - `config` — the TOML file in stages: `raw` serde structs, `validate`d
 //!   into a `Config` with every error located as `FILE:LINE:COL`, and
 //!   `describe`d for `--check`.
 //! - `filter` — `match`/`exclude` regexes and the per-batch selection.
 //! - `format` — output line templates (`{line}`, `{input}`, `{time}`,
 //!   `{host}`, `{json}`).
+//! - `preflight` — the file-system side of a config, checked without
+//!   changing anything (`--check`; parts of it at startup and reload).
 //! - `fifodir` — the FIFO directory; every file operation is relative to its
 //!   fd and never follows a symlink or touches a non-FIFO.
 //! - `forward` — the protocol pieces of network forwards (syslog, NATS,
@@ -23,6 +26,9 @@
 //!   `schedule` (inputs to come back to), `supervisor` (sd_notify),
 //!   `plan` and `commit` (startup and reload).
 //! - `stats` — counters and the warning rate limiter.
+//! - `control` — the control socket `<dir>/.control`, served by the loop.
+//! - `status` — the `status` snapshot (JSON), its client, and its table
+//!   and Prometheus renderings.
 //! - `notify` — sd_notify that never blocks.
 //! - `logging` — `env_logger` setup, journald priority prefixes.
 //! - `error` — the error type and its exit codes.
@@ -40,7 +46,9 @@
 
 mod broker;
 mod cli;
+mod completions;
 mod config;
+mod control;
 mod error;
 mod fifodir;
 mod filter;
@@ -51,7 +59,9 @@ pub mod logging;
 mod notify;
 mod outbox;
 mod output;
+mod preflight;
 mod stats;
+mod status;
 mod world;
 
 pub use error::{Error, Result};
@@ -61,18 +71,21 @@ use std::ffi::OsString;
 /// Everything `main` does: parse the command line, then run, check, or print.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     match cli::parse(args)? {
-        cli::Command::Help => print!("{}", cli::USAGE),
-        cli::Command::Version => println!("fifo-broker {}", env!("CARGO_PKG_VERSION")),
-        cli::Command::Check { config } => {
-            let config = config::load(&config, &config::Env::from_process())?;
-            for warning in &config.warnings {
+        cli::Command::Print(text) => print!("{text}"),
+        cli::Command::Completions(shell) => cli::completions(shell)?,
+        cli::Command::Status(source, format) => status::run(&source, format)?,
+        cli::Command::Check(source) => {
+            let config = config::load(&source.config, &source.env)?;
+            let fs_warnings = preflight::check(&config, &source.env)?;
+            for warning in config.warnings.iter().chain(&fs_warnings) {
                 eprintln!("warning: {warning}");
             }
             print!("{}", config.describe());
         }
-        cli::Command::Run { config } => {
-            let config = config::load(&config, &config::Env::from_process())?;
-            for warning in &config.warnings {
+        cli::Command::Run(source) => {
+            let config = config::load(&source.config, &source.env)?;
+            let pipe_warning = preflight::pipe_bytes_warning(&config, false);
+            for warning in config.warnings.iter().chain(&pipe_warning) {
                 log::warn!("{warning}");
             }
             broker::Broker::start(config)?.run()?;

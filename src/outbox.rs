@@ -61,6 +61,11 @@ impl Outbox {
         self.len() == 0
     }
 
+    /// Bytes it may hold before `when_full` applies.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// True if a `block` output must stop its inputs: it holds `capacity`
     /// bytes or more (or anything at all, for a capacity of 0).
     pub fn is_full(&self) -> bool {

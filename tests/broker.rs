@@ -3724,3 +3724,754 @@ from = ["app"]
         }
     }
 }
+
+// ===========================================================================
+// Operating it (SPEC §9): the control socket, `status`, `--instance`,
+// `--check` on the file system. Kept together at the end of the file.
+
+/// Runs `fifo-broker status --config <config> ARGS`.
+fn status_run(s: &Setup, args: &[&str]) -> util::RunOutput {
+    let cfg = s.config.to_str().expect("utf-8 temp path");
+    let mut all = vec!["status", "--config", cfg];
+    all.extend_from_slice(args);
+    s.run(&all)
+}
+
+/// `status --json`, parsed.
+fn status_json(d: &Daemon) -> serde_json::Value {
+    let out = status_run(&d.setup, &["--json"]);
+    out.assert_code(0, "status --json");
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{out}"))
+}
+
+/// One counter of the entry named `name` in `list` ("inputs"/"outputs").
+fn json_counter(v: &serde_json::Value, list: &str, name: &str, key: &str) -> u64 {
+    let entry = v[list]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == name))
+        .unwrap_or_else(|| panic!("no {list} entry {name} in {v}"));
+    entry[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{list}.{name}.{key} is not a number in {v}"))
+}
+
+/// A connection to the daemon's control socket.
+fn control_connect(d: &Daemon) -> std::os::unix::net::UnixStream {
+    std::os::unix::net::UnixStream::connect(d.path(".control")).expect("connecting to .control")
+}
+
+const STATUS_CONFIG: &str = r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+
+[subscribers.nobody]
+from = ["alerts"]
+
+[subscribers.stuck]
+from = ["alerts"]
+buffer_bytes = 4096
+
+[sinks.archive]
+path = "archive.log"
+from = ["alerts"]
+"#;
+
+#[test]
+fn status_json_counters_equal_what_was_written_and_read() {
+    let d = Daemon::start(STATUS_CONFIG);
+    assert_eq!(
+        mode_of(&d.path(".control")) & 0o7777,
+        0o600,
+        "the control socket is owner-only"
+    );
+    let tail = Cat::on(&d, "alerts.tail", "r");
+    let stuck = SlowReader::start(&d.path("stuck"), 4096, Duration::ZERO);
+    d.attach("alerts", &[&tail, &stuck]);
+    stuck.pause();
+    let before = status_json(&d);
+    let probes = json_counter(&before, "inputs", "alerts", "lines_in");
+    let mut w = d.open_writer("alerts");
+    // Far more than the stopped reader's pipe and 4 KiB queue hold.
+    write_numbered(&mut w, "status-", 20_000, 50);
+    drop(w);
+    let total = probes + 20_000;
+    tail.wait_data_lines(20_000);
+    let v = eventually(TIMEOUT, || {
+        let v = status_json(&d);
+        if json_counter(&v, "outputs", "archive", "lines_out") == total {
+            Ok(v)
+        } else {
+            Err(format!("expected the sink to have {total} lines out: {v}"))
+        }
+    });
+    assert_eq!(v["pid"].as_u64(), Some(u64::from(d.pid())), "{v}");
+    assert_eq!(json_counter(&v, "inputs", "alerts", "lines_in"), total);
+    // Probe lines written before `cat` attached were discarded.
+    let tail_out = json_counter(&v, "outputs", "alerts.tail", "lines_out");
+    let tail_discarded = json_counter(&v, "outputs", "alerts.tail", "discarded");
+    assert_eq!(tail_out + tail_discarded, total, "alerts.tail: {v}");
+    assert!(tail_discarded < probes, "alerts.tail: {v}");
+    assert_eq!(json_counter(&v, "outputs", "nobody", "discarded"), total);
+    assert_eq!(json_counter(&v, "outputs", "nobody", "lines_out"), 0);
+    let (out, dropped) = (
+        json_counter(&v, "outputs", "stuck", "lines_out"),
+        json_counter(&v, "outputs", "stuck", "dropped"),
+    );
+    assert!(dropped > 0, "a stopped reader drops lines: {v}");
+    assert_eq!(out + dropped, total, "stuck: out + dropped = in: {v}");
+    let stuck_entry = v["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "stuck")
+        .unwrap();
+    assert_eq!(stuck_entry["state"], "attached", "{v}");
+    assert_eq!(stuck_entry["buffer_bytes"], 4096, "{v}");
+    assert!(stuck_entry["queue_bytes"].as_u64().unwrap() > 0, "{v}");
+    let table = status_run(&d.setup, &[]);
+    table.assert_code(0, "status");
+    for needle in [
+        "NAME",
+        "alerts.tail",
+        "no reader",
+        "attached",
+        "/ 4 KiB",
+        "pid",
+    ] {
+        assert!(
+            table.stdout.contains(needle),
+            "table lacks {needle:?}:\n{table}"
+        );
+    }
+}
+
+#[test]
+fn status_with_no_daemon_exits_69_naming_the_socket() {
+    let s = Setup::new("[inputs.a]\n");
+    let out = status_run(&s, &[]);
+    out.assert_code(69, "status with no daemon");
+    let socket = s.dir.join(".control");
+    assert!(
+        out.stderr.contains(&socket.display().to_string()),
+        "stderr should name {}:\n{out}",
+        socket.display()
+    );
+}
+
+#[test]
+fn stale_control_socket_is_replaced_and_removed_on_stop() {
+    let s = Setup::new("[inputs.a]\n");
+    fs::create_dir_all(&s.dir).unwrap();
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(s.dir.join(".control")).unwrap());
+    let d = s.start();
+    status_run(&d.setup, &[]).assert_code(0, "status after a stale socket");
+    d.signal(Signal::TERM);
+    d.assert_exit_code(0, "SIGTERM");
+    assert_absent(&d.path(".control"), "after SIGTERM");
+}
+
+#[test]
+fn something_else_at_the_control_socket_name_is_refused_untouched() {
+    let s = Setup::new("[inputs.a]\n");
+    fs::create_dir_all(&s.dir).unwrap();
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(s.dir.join(".control"), "mine").unwrap();
+    let d = s.spawn();
+    d.assert_exit_code(73, "a regular file at .control");
+    assert_eq!(fs::read_to_string(d.path(".control")).unwrap(), "mine");
+    assert!(d.stderr().contains(".control"), "{}", d.stderr());
+}
+
+#[test]
+fn status_prometheus_parses() {
+    let d = Daemon::start(STATUS_CONFIG);
+    d.write("alerts", b"one\ntwo\n");
+    eventually(TIMEOUT, || {
+        let v = status_json(&d);
+        match json_counter(&v, "inputs", "alerts", "lines_in") {
+            2 => Ok(()),
+            n => Err(format!("expected 2 lines in, got {n}")),
+        }
+    });
+    let out = status_run(&d.setup, &["--prometheus"]);
+    out.assert_code(0, "status --prometheus");
+    let lines = out.stdout.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("exposition parses");
+    let sample = |metric: &str, name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && s.labels.get("name") == Some(name))
+            .unwrap_or_else(|| panic!("no {metric}{{name={name:?}}} in:\n{}", out.stdout))
+            .value
+            .clone()
+    };
+    let counter = |metric: &str, name: &str| match sample(metric, name) {
+        prometheus_parse::Value::Counter(v) => v,
+        other => panic!("{metric} is not a counter: {other:?}"),
+    };
+    assert_eq!(counter("fifo_broker_lines_total", "alerts"), 2.0);
+    assert_eq!(counter("fifo_broker_lines_total", "archive"), 2.0);
+    assert_eq!(counter("fifo_broker_discarded_lines_total", "nobody"), 2.0);
+    assert!(
+        out.stdout
+            .contains("# TYPE fifo_broker_lines_total counter"),
+        "{out}"
+    );
+    if let Ok(mut promtool) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        let mut stdin = promtool.stdin.take().unwrap();
+        stdin.write_all(out.stdout.as_bytes()).unwrap();
+        drop(stdin);
+        let result = promtool.wait_with_output().unwrap();
+        assert!(
+            result.status.success() && result.stdout.is_empty() && result.stderr.is_empty(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+}
+
+#[test]
+fn status_calls_during_a_stream_through_a_block_subscriber_lose_nothing() {
+    const LINES: usize = 100_000;
+    let d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers."alerts.block"]
+from = ["alerts"]
+when_full = "block"
+buffer_bytes = 65536
+"#,
+    );
+    let reader = Cat::on(&d, "alerts.block", "r");
+    d.attach("alerts", &[&reader]);
+    status_run(&d.setup, &[]).assert_code(0, "first status");
+    let fds = d.fd_count();
+    let path = d.path("alerts");
+    let writer = thread::spawn(move || {
+        let mut w = open_fifo_writer(&path);
+        write_numbered(&mut w, "stream-", LINES, 100);
+    });
+    for i in 0..1000 {
+        let out = status_run(&d.setup, &["--json"]);
+        out.assert_code(0, &format!("status call {i}"));
+    }
+    join_within(writer, Duration::from_secs(60), "the writer");
+    let lines = wait_text_lines(&reader, LINES, Duration::from_secs(60), "alerts.block");
+    let stream: Vec<String> = lines
+        .into_iter()
+        .filter(|l| l.starts_with("stream-"))
+        .collect();
+    assert_numbered(&stream, "stream-", LINES, "alerts.block");
+    let v = status_json(&d);
+    assert!(
+        v["control"]["served"].as_u64().unwrap() >= 1001,
+        "every status call was served: {v}"
+    );
+    assert_eq!(v["control"]["dropped"], 0, "{v}");
+    eventually(TIMEOUT, || {
+        let now = d.fd_count();
+        if now == fds {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected {fds} fds as before the status calls, got {now}: {:?}",
+                d.fd_targets()
+            ))
+        }
+    });
+}
+
+#[test]
+fn control_clients_that_never_read_or_send_garbage_are_dropped() {
+    let d = Daemon::start(STATUS_CONFIG);
+    let tail = Cat::on(&d, "alerts.tail", "r");
+    d.attach("alerts", &[&tail]);
+    let fds = d.fd_count();
+    let silent = control_connect(&d);
+    let mut garbage = control_connect(&d);
+    let flood = thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        let mut sent = 0usize;
+        for _ in 0..10 {
+            match garbage.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    d.write("alerts", b"delivered meanwhile\n");
+    wait_text_lines(&tail, 1, TIMEOUT, "alerts.tail while clients misbehave");
+    let sent = flood.join().unwrap();
+    assert!(
+        sent < 10 << 20,
+        "the daemon must stop reading a 10 MiB request (it took {sent} bytes)"
+    );
+    let v = eventually(Duration::from_secs(15), || {
+        let v = status_json(&d);
+        if v["control"]["dropped"].as_u64() >= Some(2) {
+            Ok(v)
+        } else {
+            Err(format!("expected both bad clients dropped: {v}"))
+        }
+    });
+    assert!(v["control"]["served"].as_u64().unwrap() >= 1, "{v}");
+    let mut buf = [0u8; 16];
+    let mut silent = silent;
+    silent.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert_eq!(
+        silent.read(&mut buf).unwrap_or(0),
+        0,
+        "the silent client sees its connection closed"
+    );
+    d.write("alerts", b"still delivered\n");
+    wait_text_lines(&tail, 2, TIMEOUT, "alerts.tail after the drops");
+    assert!(
+        d.stderr().contains("dropped a client"),
+        "drops are logged:\n{}",
+        d.stderr()
+    );
+    eventually(TIMEOUT, || {
+        let now = d.fd_count();
+        if now == fds {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected {fds} fds, got {now}: {:?}",
+                d.fd_targets()
+            ))
+        }
+    });
+}
+
+#[test]
+fn completions_and_usage_errors() {
+    let out = util::run_binary(&["completions", "bash"], TIMEOUT);
+    out.assert_code(0, "completions bash");
+    assert!(
+        out.stdout.contains("status") && out.stdout.contains("--instance"),
+        "{out}"
+    );
+    for args in [
+        &["status", "--bogus"][..],
+        &["--config", "a", "--instance", "b"],
+    ] {
+        util::run_binary(args, TIMEOUT).assert_code(64, &format!("{args:?}"));
+    }
+}
+
+/// Every entry under `root` with its type, mode, size and inode, sorted:
+/// compared before and after a `--check` that must change nothing.
+fn listing(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let md = fs::symlink_metadata(&path).unwrap();
+            out.push(format!(
+                "{} {:?} {:o} {} {}",
+                path.display(),
+                md.file_type(),
+                md.mode(),
+                md.len(),
+                md.ino()
+            ));
+            if md.is_dir() {
+                walk(&path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out.sort();
+    out
+}
+
+/// `--check` on `s` exits 73 naming `path` and changes nothing under its
+/// root; then starting it is refused the same way.
+fn assert_check_73(s: Setup, path: &Path, what: &str) {
+    let before = listing(&s.root);
+    let out = s.check();
+    out.assert_code(73, &format!("--check: {what}"));
+    assert!(
+        out.stderr.contains(&path.display().to_string()),
+        "--check: {what}: expected stderr to name {}:\n{out}",
+        path.display()
+    );
+    assert_eq!(
+        before,
+        listing(&s.root),
+        "--check: {what}: nothing may change on disk"
+    );
+    let _d = assert_refused_73(s, path, what);
+}
+
+const CHECK_CONFIG: &str = r#"
+[inputs.alerts]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+
+[sinks.archive]
+path = "archive.log"
+from = ["alerts"]
+"#;
+
+#[test]
+fn check_refuses_each_file_system_problem_with_73_changing_nothing() {
+    let s = Setup::new(CHECK_CONFIG);
+    make_dir(&s);
+    fs::write(s.dir.join("alerts.tail"), "precious\n").unwrap();
+    assert_check_73(
+        s.clone(),
+        &s.dir.join("alerts.tail"),
+        "a file at a FIFO's name",
+    );
+
+    let s = Setup::new(CHECK_CONFIG);
+    make_dir(&s);
+    fs::create_dir(s.dir.join(".control")).unwrap();
+    assert_check_73(
+        s.clone(),
+        &s.dir.join(".control"),
+        "a directory at .control",
+    );
+
+    let s = Setup::new(CHECK_CONFIG);
+    fs::create_dir(s.root.join("real")).unwrap();
+    std::os::unix::fs::symlink(s.root.join("real"), &s.dir).unwrap();
+    assert_check_73(s.clone(), &s.dir, "dir is a symlink");
+
+    let s = Setup::new(CHECK_CONFIG);
+    make_dir(&s);
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = s.check();
+    assert!(
+        out.stderr.contains("0o1777") && out.stderr.contains("of its own"),
+        "a shared dir: say to use one of its own, not to chmod it:\n{out}"
+    );
+    assert!(!out.stderr.contains("chmod"), "{out}");
+    assert_check_73(s.clone(), &s.dir, "dir writable by others");
+
+    let s = Setup::new(&CHECK_CONFIG.replace(
+        "path = \"archive.log\"",
+        "path = \"/nonexistent-fb-dir/x/archive.log\"",
+    ));
+    assert_check_73(
+        s,
+        Path::new("/nonexistent-fb-dir/x"),
+        "a sink's directory is missing",
+    );
+    assert!(!Path::new("/nonexistent-fb-dir").exists());
+
+    let s =
+        Setup::new(&CHECK_CONFIG.replace("path = \"archive.log\"", "path = \"../fifos/alerts\""));
+    make_dir(&s);
+    let sink = s.log_dir.join("../fifos/alerts");
+    assert_check_73(s.clone(), &sink, "a sink at a FIFO's path");
+    assert!(!s.dir.join("alerts").exists());
+
+    let s = Setup::new(CHECK_CONFIG);
+    fs::create_dir_all(s.log_dir.join("archive.log")).unwrap();
+    assert_check_73(
+        s.clone(),
+        &s.log_dir.join("archive.log"),
+        "a directory at a sink's path",
+    );
+}
+
+#[test]
+fn check_passes_a_config_that_starts_and_creates_nothing() {
+    let s = Setup::new(&format!(
+        "{CHECK_CONFIG}\n[sinks.deep]\npath = \"sub/dir/deep.log\"\nfrom = [\"alerts\"]\n"
+    ));
+    let before = listing(&s.root);
+    let out = s.check();
+    out.assert_code(0, "--check");
+    assert_eq!(before, listing(&s.root), "--check creates nothing");
+    let d = s.start();
+    assert!(d.setup.log_dir.join("sub/dir/deep.log").exists());
+}
+
+#[test]
+fn reload_logs_one_line_per_change() {
+    let mut d = Daemon::start(
+        r#"
+[inputs.alerts]
+
+[subscribers.all]
+from = ["alerts"]
+
+[subscribers."alerts.tail"]
+from = ["alerts"]
+"#,
+    );
+    d.rewrite_config(
+        r#"
+[inputs.alerts]
+mode = 0o622
+
+[inputs.backups]
+
+[subscribers."alerts.tail"]
+from = ["alerts", "backups"]
+when_full = "block"
+"#,
+    );
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    let log = d.stderr();
+    for line in [
+        "reload: added input backups",
+        "reload: removed subscriber all",
+        "reload: alerts: mode 0620 -> 0622",
+        "reload: alerts.tail: from [alerts] -> [alerts, backups]",
+        "reload: alerts.tail: buffer_bytes 1048576 when_full drop-newest -> buffer_bytes \
+         1048576 when_full block",
+    ] {
+        assert!(log.contains(line), "expected {line:?} in the log:\n{log}");
+    }
+    fs::remove_file(d.path("backups")).unwrap();
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 3, TIMEOUT);
+    let log = d.stderr();
+    assert!(
+        log.contains("reload: recreated input backups"),
+        "a FIFO recreated behind the daemon's back is logged:\n{log}"
+    );
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 4, TIMEOUT);
+    assert!(d.stderr().contains("reload: no changes"), "{}", d.stderr());
+}
+
+#[test]
+fn second_instance_message_names_the_owner_pid() {
+    let d = Daemon::start(SIMPLE);
+    let cfg = d.setup.config.to_str().unwrap().to_owned();
+    let out = d.setup.run(&["--config", &cfg]);
+    out.assert_code(75, "second instance");
+    let pid = format!("(pid {})", d.pid());
+    assert!(out.stderr.contains(&pid), "expected {pid} in:\n{out}");
+}
+
+#[test]
+fn metrics_file_is_written_after_activity_and_removed_at_stop() {
+    let s = Setup::new(&format!("metrics_file = \"@METRICS@\"\n{STATUS_CONFIG}"));
+    let metrics = s.root.join("fifo-broker.prom");
+    let text = s
+        .config_text
+        .replace("@METRICS@", metrics.to_str().unwrap());
+    fs::write(&s.config, text).unwrap();
+    let d = s.start();
+    let read = || fs::read_to_string(&metrics).unwrap_or_default();
+    eventually(TIMEOUT, || {
+        if read()
+            .contains("fifo_broker_lines_total{direction=\"in\",kind=\"input\",name=\"alerts\"} 0")
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected the metrics file at startup, got:\n{}",
+                read()
+            ))
+        }
+    });
+    d.write("alerts", b"one\ntwo\nthree\n");
+    eventually(TIMEOUT, || {
+        if read()
+            .contains("fifo_broker_lines_total{direction=\"in\",kind=\"input\",name=\"alerts\"} 3")
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected 3 lines in the metrics file, got:\n{}",
+                read()
+            ))
+        }
+    });
+    let text = read();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the metrics file parses");
+    assert_eq!(
+        mode_of(&metrics) & 0o777,
+        0o644,
+        "readable by node_exporter"
+    );
+    assert!(!d.setup.root.join("fifo-broker.prom.tmp").exists());
+    d.signal(Signal::TERM);
+    d.assert_exit_code(0, "SIGTERM");
+    assert_absent(&metrics, "after a clean stop");
+}
+
+#[test]
+fn status_watch_redraws_and_leaves_on_q() {
+    use std::process::{Command, Stdio};
+    let d = Daemon::start(STATUS_CONFIG);
+    let cfg = d.setup.config.to_str().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fifo-broker"))
+        .args(["status", "--watch", "--config", &cfg])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning status --watch");
+    d.write("alerts", b"one\n");
+    thread::sleep(Duration::from_millis(2500));
+    child.stdin.take().unwrap().write_all(b"q").unwrap();
+    let started = Instant::now();
+    let out = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "status --watch did not leave on q"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(out.success(), "status --watch: {out:?}\n{stdout}");
+    assert!(
+        stdout.matches("OUT/s").count() >= 2,
+        "expected at least two redraws with rates:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains('\x1b'),
+        "no escape codes into a pipe:\n{stdout}"
+    );
+}
+
+#[test]
+fn control_socket_serves_16_clients_at_once_and_is_recreated_on_reload() {
+    let d = Daemon::start("[inputs.alerts]\n");
+    let silent: Vec<_> = (0..16).map(|_| control_connect(&d)).collect();
+    let mut extra = control_connect(&d);
+    extra.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        extra.read(&mut buf).unwrap_or(0),
+        0,
+        "a 17th client is closed at once"
+    );
+    drop(silent);
+    let v = eventually(TIMEOUT, || {
+        let out = status_run(&d.setup, &["--json"]);
+        match out.status.code() {
+            Some(0) => Ok(serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()),
+            _ => Err(format!("status after the silent clients left:\n{out}")),
+        }
+    });
+    assert!(v["control"]["refused"].as_u64() >= Some(1), "{v}");
+
+    fs::remove_file(d.path(".control")).unwrap();
+    status_run(&d.setup, &[]).assert_code(69, "status with the socket deleted");
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    status_run(&d.setup, &[]).assert_code(0, "status after the reload recreated it");
+    assert!(
+        d.stderr().contains("reload: recreated"),
+        "the reload says it recreated the socket:\n{}",
+        d.stderr()
+    );
+}
+
+#[test]
+fn check_as_root_of_a_service_owned_dir_passes_with_a_warning() {
+    if !require_root("check_as_root_of_a_service_owned_dir_passes_with_a_warning") {
+        return;
+    }
+    let s = Setup::new(CHECK_CONFIG);
+    make_dir(&s);
+    rustix::fs::chown(&s.dir, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+    let out = s.check();
+    out.assert_code(0, "--check as root on a dir the service user owns");
+    assert!(out.stderr.contains("owned by uid 65534"), "{out}");
+    fs::set_permissions(&s.dir, fs::Permissions::from_mode(0o777)).unwrap();
+    s.check()
+        .assert_code(73, "an unsafe mode is refused whoever owns it");
+}
+
+#[test]
+fn check_prints_the_group_name_and_warns_about_pipe_bytes() {
+    let s = Setup::new(&format!(
+        "group = 0\npipe_bytes = 1073741824\n{CHECK_CONFIG}"
+    ));
+    let out = s.check();
+    out.assert_code(0, "--check");
+    assert!(out.stdout.contains("group: root (0)"), "{out}");
+    assert!(
+        out.stderr.contains("pipe-max-size") && out.stderr.contains("pipe_bytes"),
+        "pipe_bytes above /proc/sys/fs/pipe-max-size is a warning:\n{out}"
+    );
+}
+
+/// `fifo-broker --check --config <config>` as uid/gid 65534 (no groups).
+fn check_as_nobody(s: &Setup) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_fifo-broker"))
+        .args(["--check", "--config", s.config.to_str().unwrap()])
+        .output()
+        .expect("running setpriv")
+}
+
+#[test]
+fn check_as_an_unprivileged_user_refuses_what_it_could_not_do() {
+    if !require_root("check_as_an_unprivileged_user_refuses_what_it_could_not_do") {
+        return;
+    }
+    let nobody = Some(rustix::process::Uid::from_raw(65534));
+    type Case = (&'static str, &'static str, fn(&Setup) -> PathBuf);
+    let cases: [Case; 3] = [
+        ("", "cannot be created", |s| s.dir.clone()),
+        ("group = 0\n", "not a member", |s| s.dir.clone()),
+        ("", "not writable by uid 65534", |s| s.log_dir.clone()),
+    ];
+    for (i, (broker, why, path)) in cases.into_iter().enumerate() {
+        let s = Setup::new(&format!("{broker}{CHECK_CONFIG}"));
+        fs::set_permissions(&s.root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&s.config, fs::Permissions::from_mode(0o644)).unwrap();
+        if i > 0 {
+            make_dir(&s);
+            rustix::fs::chown(&s.dir, nobody, None).unwrap();
+        }
+        if i > 0 {
+            fs::create_dir(&s.log_dir).unwrap();
+        }
+        if i == 1 {
+            rustix::fs::chown(&s.log_dir, nobody, None).unwrap();
+        }
+        let before = listing(&s.root);
+        let out = check_as_nobody(&s);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(73), "case {i}: {stderr}");
+        let path = path(&s);
+        assert!(
+            stderr.contains(&path.display().to_string()) && stderr.contains(why),
+            "case {i}: expected {} and {why:?} in: {stderr}",
+            path.display()
+        );
+        assert_eq!(before, listing(&s.root), "case {i}: nothing may change");
+    }
+}

@@ -25,6 +25,7 @@ impl Broker {
             remove,
             chmod,
             group,
+            changes: _,
         } = plan;
         for (name, mode) in chmod {
             if let Err(e) = self.world.dir.set_owner_and_mode(&name, mode, group) {
@@ -40,6 +41,7 @@ impl Broker {
             self.world.pipes = std::rc::Rc::new(crate::world::PipeBudget::new(config.pipe_bytes));
         }
         self.world.pipe_bytes = config.pipe_bytes;
+        self.metrics.set_path(config.metrics_file.clone());
         let largest = config.pipe_bytes.unwrap_or(self.world.pipes.max());
         self.buf.configure(largest, config.max_line_bytes);
         self.config = config;

@@ -8,11 +8,13 @@
 //! [`supervisor::Supervisor`] talks to systemd.
 //!
 //! Tokens are stable keys: input `k` is `Token(2 * k)`, output `k` is
-//! `Token(2 * k + 1)`, signals are [`SIGNALS`]. The loop sleeps in `poll`
-//! with no timeout unless a sink waits to retry, an input has more to read
-//! than one turn allows, a stop is draining, systemd wants watchdog pings,
-//! or a `STATUS=` refresh is due after activity; an idle daemon makes no
-//! system calls at all.
+//! `Token(2 * k + 1)`, signals are [`SIGNALS`], and the control socket
+//! owns the few tokens just below it ([`control::LISTENER`] and one per
+//! client slot, see [`control::owns`]). The loop sleeps in `poll` with no
+//! timeout unless a sink waits to retry, an input has more to read than one
+//! turn allows, a stop is draining, systemd wants watchdog pings, a
+//! `STATUS=` refresh is due after activity, or a control client is
+//! connected; an idle daemon makes no system calls at all.
 //!
 //! Flow control: an input is read only while none of the `block` outputs it
 //! feeds is full; otherwise it is stalled and retried at the end of every
@@ -27,8 +29,10 @@
 
 mod commit;
 mod fanout;
+mod metrics;
 mod plan;
 mod schedule;
+mod snapshot;
 mod supervisor;
 
 use std::time::Instant;
@@ -39,6 +43,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::{Config, Env};
+use crate::control::{self, Control, Wants};
 use crate::error::{Error, Result};
 use crate::fifodir::FifoDir;
 use crate::input::{AfterEof, Input, Read, ReadBuf};
@@ -84,6 +89,12 @@ pub struct Broker {
     supervisor: Supervisor,
     /// Set once a stop began: when to give up draining.
     stop_deadline: Option<Instant>,
+    /// The control socket (`status`); taken at the end of a stop.
+    control: Option<Control>,
+    /// When the daemon started, for `uptime_s`.
+    started: Instant,
+    /// `metrics_file`: Prometheus text for node_exporter.
+    metrics: metrics::MetricsFile,
 }
 
 impl Broker {
@@ -121,8 +132,16 @@ impl Broker {
             schedule: Schedule::default(),
             supervisor: Supervisor::from_env(),
             stop_deadline: None,
+            control: None,
+            started: Instant::now(),
+            metrics: metrics::MetricsFile::default(),
         };
-        broker.apply(config)?;
+        let control = Control::open(&broker.world.dir, broker.world.registry())?;
+        if let Err(err) = broker.apply(config).map(drop) {
+            control.close(&broker.world.dir, broker.world.registry());
+            return Err(err);
+        }
+        broker.control = Some(control);
         Ok(broker)
     }
 
@@ -149,6 +168,7 @@ impl Broker {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.handle_signals(),
+                    token if control::owns(token) => self.serve_control(token),
                     Token(t) if t % 2 == 0 => self.read_input(t / 2, READS_PER_TURN),
                     Token(t) => {
                         let closed = event.is_error() || event.is_write_closed();
@@ -166,10 +186,12 @@ impl Broker {
     }
 
     /// Makes the running state match `config`; on error nothing changed.
-    fn apply(&mut self, config: Config) -> Result<()> {
-        let plan = self.plan(config)?;
+    /// Returns what changed, one line each.
+    fn apply(&mut self, config: Config) -> Result<Vec<String>> {
+        let mut plan = self.plan(config)?;
+        let changes = std::mem::take(&mut plan.changes);
         self.commit(plan);
-        Ok(())
+        Ok(changes)
     }
 
     /// How long `poll` may sleep: forever unless something is pending.
@@ -180,6 +202,8 @@ impl Broker {
         let wake = (self.fanout.next_retry().into_iter())
             .chain(self.stop_deadline)
             .chain(self.supervisor.wake_at())
+            .chain(self.control.as_ref().and_then(Control::wake_at))
+            .chain(self.metrics.wake_at())
             .min();
         wake.map(|at| at.saturating_duration_since(Instant::now()))
     }
@@ -190,12 +214,19 @@ impl Broker {
     fn end_turn(&mut self, active: bool) {
         let now = Instant::now();
         self.fanout.retry_due(now, &self.world);
+        if let Some(control) = &mut self.control {
+            control.expire(now, self.world.poll.registry());
+        }
         for key in self.schedule.take() {
             self.read_input(key, READS_PER_TURN);
         }
         if self.supervisor.tick(now, active) {
             let status = self.status();
             self.supervisor.status(&status);
+        }
+        if self.metrics.tick(now, active) {
+            let text = crate::status::prometheus::render(&self.snapshot());
+            self.metrics.write(&text);
         }
     }
 
@@ -247,6 +278,20 @@ impl Broker {
         self.schedule.busy(key);
     }
 
+    /// An event on the control socket: a client may want a snapshot.
+    fn serve_control(&mut self, token: Token) {
+        let registry = self.world.poll.registry();
+        let Some(control) = &mut self.control else {
+            return;
+        };
+        if let Wants::Snapshot(slot) = control.on_event(token, registry) {
+            let reply = self.snapshot_json();
+            if let Some(control) = &mut self.control {
+                control.answer(slot, reply, self.world.poll.registry());
+            }
+        }
+    }
+
     fn handle_signals(&mut self) {
         let pending: Vec<i32> = self.signals.pending().collect();
         for signal in pending {
@@ -276,8 +321,15 @@ impl Broker {
                 }
                 self.apply(config)
             });
+        let control = self.renew_control();
         match result {
-            Ok(()) => {
+            Ok(changes) => {
+                for change in changes.iter().chain(&control) {
+                    log::info!("reload: {change}");
+                }
+                if changes.is_empty() && control.is_none() {
+                    log::info!("reload: no changes");
+                }
                 self.supervisor.set_reload_error(None);
                 log::info!(
                     "reloaded: {} inputs, {} outputs",
@@ -295,6 +347,31 @@ impl Broker {
         }
         let status = self.status();
         self.supervisor.ready(&status);
+    }
+
+    /// On reload: a control socket deleted or replaced behind the daemon's
+    /// back is bound again (what a reload does for FIFOs). Returns the line
+    /// for the reload's log.
+    fn renew_control(&mut self) -> Option<String> {
+        let registry = self.world.poll.registry();
+        if self.control.as_ref()?.is_intact(&self.world.dir) {
+            return None;
+        }
+        let old = self.control.take()?;
+        old.close(&self.world.dir, registry);
+        match Control::open(&self.world.dir, registry) {
+            Ok(control) => {
+                self.control = Some(control);
+                Some(format!(
+                    "recreated {} (deleted or replaced behind the daemon's back)",
+                    self.world.dir.join(control::SOCKET_NAME).display()
+                ))
+            }
+            Err(e) => {
+                log::error!("cannot recreate the control socket: {e}");
+                None
+            }
+        }
     }
 
     /// SIGTERM/SIGINT: unlink the inputs so no new writer can open them, then
@@ -358,6 +435,10 @@ impl Broker {
             log::warn!("shutdown timeout passed: {lost} queued lines were not delivered");
         }
         self.unlink_inputs(false);
+        if let Some(control) = self.control.take() {
+            control.close(&self.world.dir, self.world.poll.registry());
+        }
+        self.metrics.remove();
         self.log_counters();
         self.supervisor.report();
         log::info!("stopped");

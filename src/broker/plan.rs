@@ -63,6 +63,8 @@ pub(super) struct Plan {
     pub(super) chmod: Vec<(String, u32)>,
     /// The group for kept FIFOs (a removed `group` gives back the daemon's).
     pub(super) group: Option<u32>,
+    /// What changes, one line each, for the log of a reload.
+    pub(super) changes: Vec<String>,
 }
 
 /// What the running state should do about one name of the new config.
@@ -128,6 +130,7 @@ impl Broker {
                 ),
             ));
         }
+        crate::preflight::sink_paths(&config)?;
         let input_wants: Vec<Want> = config.inputs.iter().map(|c| self.input_want(c)).collect();
         let output_wants: Vec<Want> = (config.outputs.iter())
             .map(|c| self.output_want(c))
@@ -140,14 +143,16 @@ impl Broker {
             fifos: Vec::new(),
         };
         let outputs = (config.outputs.iter().zip(&output_wants))
-            .map(|(c, want)| want.step(|| make_output(c, config.group, &mut created)))
+            .map(|(c, want)| want.step(|| make_output(c, &config, &mut created)))
             .collect::<Result<Vec<_>>>()?;
         let inputs = (config.inputs.iter().zip(&input_wants))
             .map(|(c, want)| want.step(|| make_input(c, config.group, &mut created)))
             .collect::<Result<Vec<_>>>()?;
         created.keep();
 
+        let changes = self.changes(&config, &input_wants, &output_wants);
         let plan = Plan {
+            changes,
             retire: self.gone_inputs(&config),
             remove: self.gone_outputs(&config),
             chmod: self.mode_changes(&config, &input_wants, &output_wants),
@@ -275,6 +280,173 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// One line per change `config` makes to the running one, in words an
+    /// administrator reads in the log after a reload.
+    fn changes(&self, config: &Config, inputs: &[Want], outputs: &[Want]) -> Vec<String> {
+        let old = &self.config;
+        let mut lines = broker_changes(old, config);
+        // By name (and kind): thousands of FIFOs must not cost a square.
+        let old_inputs: HashMap<&str, &InputConfig> =
+            old.inputs.iter().map(|i| (&*i.name, i)).collect();
+        let old_outputs: HashMap<(&str, &str), &OutputConfig> = (old.outputs.iter())
+            .map(|o| ((&*o.name, o.kind_name()), o))
+            .collect();
+        for (input, want) in config.inputs.iter().zip(inputs) {
+            let before = old_inputs.get(&*input.name);
+            match (want, before) {
+                (Want::New, _) | (_, None) => lines.push(format!("added input {}", input.name)),
+                (Want::Renew(_), _) => lines.push(format!(
+                    "recreated input {} (its FIFO was deleted or replaced behind the daemon's back)",
+                    input.name
+                )),
+                (Want::Keep(_), Some(b)) if b.mode != input.mode => lines.push(format!(
+                    "{}: mode {:04o} -> {:04o}",
+                    input.name, b.mode, input.mode
+                )),
+                (Want::Keep(_), Some(_)) => {}
+            }
+        }
+        for (output, want) in config.outputs.iter().zip(outputs) {
+            let kind = output.kind_name();
+            let before = old_outputs.get(&(&*output.name, kind));
+            match (want, before) {
+                (Want::New, _) | (_, None) => lines.push(format!("added {kind} {}", output.name)),
+                (Want::Renew(_), Some(b))
+                    if matches!(output.kind, OutputKind::Subscriber { .. }) =>
+                {
+                    lines.push(format!(
+                        "recreated subscriber {} (its FIFO was deleted or replaced behind the \
+                         daemon's back)",
+                        output.name
+                    ));
+                    output_changes(old, b, config, output, &mut lines);
+                }
+                (_, Some(b)) => output_changes(old, b, config, output, &mut lines),
+            }
+        }
+        let new_inputs: HashMap<&str, ()> = config.inputs.iter().map(|i| (&*i.name, ())).collect();
+        for gone in (old.inputs.iter()).filter(|i| !new_inputs.contains_key(&*i.name)) {
+            lines.push(format!("removed input {}", gone.name));
+        }
+        let new_outputs: HashMap<(&str, &str), ()> = (config.outputs.iter())
+            .map(|o| ((&*o.name, o.kind_name()), ()))
+            .collect();
+        let kept = |o: &&OutputConfig| new_outputs.contains_key(&(&*o.name, o.kind_name()));
+        for gone in old.outputs.iter().filter(|o| !kept(o)) {
+            lines.push(format!("removed {} {}", gone.kind_name(), gone.name));
+        }
+        lines
+    }
+}
+
+/// Changes to the `[broker]` settings a reload applies.
+fn broker_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    let group = |g: Option<u32>| g.map_or("(none)".to_string(), crate::config::group_name);
+    if old.group != new.group {
+        lines.push(format!(
+            "group {} -> {}",
+            group(old.group),
+            group(new.group)
+        ));
+    }
+    if old.max_line_bytes != new.max_line_bytes {
+        lines.push(format!(
+            "max_line_bytes {} -> {}",
+            old.max_line_bytes, new.max_line_bytes
+        ));
+    }
+    if old.pipe_bytes != new.pipe_bytes {
+        let bytes = |b: Option<usize>| b.map_or("(kernel default)".to_string(), |b| b.to_string());
+        lines.push(format!(
+            "pipe_bytes {} -> {}",
+            bytes(old.pipe_bytes),
+            bytes(new.pipe_bytes)
+        ));
+    }
+    if old.metrics_file != new.metrics_file {
+        let file = |f: &Option<std::path::PathBuf>| {
+            f.as_ref()
+                .map_or("(none)".to_string(), |p| p.display().to_string())
+        };
+        lines.push(format!(
+            "metrics_file {} -> {}",
+            file(&old.metrics_file),
+            file(&new.metrics_file)
+        ));
+    }
+    if old.shutdown_timeout != new.shutdown_timeout {
+        lines.push(format!(
+            "shutdown_timeout {:?} -> {:?}",
+            old.shutdown_timeout, new.shutdown_timeout
+        ));
+    }
+    lines
+}
+
+/// Changes to one output that stays (`old` in config `was`, `new` in `is`).
+fn output_changes(
+    was: &Config,
+    old: &OutputConfig,
+    is: &Config,
+    new: &OutputConfig,
+    lines: &mut Vec<String>,
+) {
+    let name = &new.name;
+    let routes = |c: &Config, o: &OutputConfig| -> Vec<String> {
+        o.from.iter().map(|&i| c.inputs[i].name.clone()).collect()
+    };
+    match (&old.kind, &new.kind) {
+        (OutputKind::Subscriber { mode: a }, OutputKind::Subscriber { mode: b }) if a != b => {
+            lines.push(format!("{name}: mode {a:04o} -> {b:04o}"));
+        }
+        (
+            OutputKind::Sink {
+                path: a,
+                max_bytes: ma,
+                keep: ka,
+            },
+            OutputKind::Sink {
+                path: b,
+                max_bytes: mb,
+                keep: kb,
+            },
+        ) => {
+            if a != b {
+                lines.push(format!("{name}: path {} -> {}", a.display(), b.display()));
+            }
+            if (ma, ka) != (mb, kb) {
+                lines.push(format!(
+                    "{name}: max_bytes {ma} keep {ka} -> max_bytes {mb} keep {kb}"
+                ));
+            }
+        }
+        _ => {}
+    }
+    let (ra, rb) = (routes(was, old), routes(is, new));
+    if ra != rb {
+        lines.push(format!(
+            "{name}: from [{}] -> [{}]",
+            ra.join(", "),
+            rb.join(", ")
+        ));
+    }
+    if old.format != new.format {
+        lines.push(format!(
+            "{name}: format {:?} -> {:?}",
+            old.format.source(),
+            new.format.source()
+        ));
+    }
+    if (old.buffer_bytes, old.when_full) != (new.buffer_bytes, new.when_full) {
+        lines.push(format!(
+            "{name}: buffer_bytes {} when_full {} -> buffer_bytes {} when_full {}",
+            old.buffer_bytes, old.when_full, new.buffer_bytes, new.when_full
+        ));
+    }
+}
+
 /// Mode of every FIFO `config` has, by name.
 fn fifo_modes(config: &Config) -> HashMap<&str, u32> {
     let inputs = config.inputs.iter().map(|i| (&*i.name, i.mode));
@@ -293,11 +465,13 @@ fn make_input(input: &InputConfig, group: Option<u32>, created: &mut Created) ->
     Ok(NewInput { fifo, fd })
 }
 
-fn make_output(output: &OutputConfig, group: Option<u32>, created: &mut Created) -> Result<Fresh> {
+fn make_output(output: &OutputConfig, config: &Config, created: &mut Created) -> Result<Fresh> {
     match &output.kind {
-        OutputKind::Subscriber { mode } => {
-            Ok(Fresh::Fifo(created.fifo(&output.name, *mode, group)?))
-        }
+        OutputKind::Subscriber { mode } => Ok(Fresh::Fifo(created.fifo(
+            &output.name,
+            *mode,
+            config.group,
+        )?)),
         OutputKind::Forward(forward) => {
             let made = Forward::new(&output.name, forward).map_err(|reason| Error::Forward {
                 name: output.name.clone(),
@@ -310,10 +484,28 @@ fn make_output(output: &OutputConfig, group: Option<u32>, created: &mut Created)
             max_bytes,
             keep,
         } => {
+            sink_dir(path, &config.log_dir)?;
             let file = SinkFile::open(path, *max_bytes, *keep).map_err(|e| {
                 Error::refuse(path, format!("cannot open sink {}: {e}", output.name))
             })?;
             Ok(Fresh::File(file))
         }
     }
+}
+
+/// Makes sure the directory of the sink at `path` exists: `log_dir` and
+/// directories below it are the daemon's own and created if missing
+/// (0755); any other directory must already exist, so a typo in an absolute
+/// path never grows a tree of directories somewhere.
+fn sink_dir(path: &Path, log_dir: &Path) -> Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    if parent.exists() {
+        return Ok(());
+    }
+    if parent.starts_with(log_dir) {
+        return crate::fifodir::create_dir(parent);
+    }
+    Err(crate::preflight::missing_sink_dir(parent, path))
 }

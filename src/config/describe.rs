@@ -15,9 +15,12 @@ impl Config {
         let _ = writeln!(out, "dir: {}", self.dir.display());
         let _ = writeln!(out, "log_dir: {}", self.log_dir.display());
         if let Some(gid) = self.group {
-            let _ = writeln!(out, "group: {gid}");
+            let _ = writeln!(out, "group: {}", super::group_name(gid));
         }
         let _ = writeln!(out, "max_line_bytes: {}", self.max_line_bytes);
+        if let Some(path) = &self.metrics_file {
+            let _ = writeln!(out, "metrics_file: {}", path.display());
+        }
         for input in &self.inputs {
             let _ = writeln!(
                 out,

@@ -24,9 +24,13 @@ impl Locator<'_> {
         // which key they are about, so name it from the location.
         let message = err.message().lines().next().unwrap_or("invalid TOML");
         let offset = err.span().map_or(0, |s| s.start);
-        match key_at(self.text, offset) {
-            Some(key) if !message.contains(&key) => self.error(offset, format!("{key}: {message}")),
-            _ => self.error(offset, message),
+        let key = key_at(self.text, offset);
+        let hint = key.as_deref().map_or("", |key| type_hint(key, message));
+        match key {
+            Some(key) if !message.contains(&key) => {
+                self.error(offset, format!("{key}: {message}{hint}"))
+            }
+            _ => self.error(offset, format!("{message}{hint}")),
         }
     }
 
@@ -48,6 +52,25 @@ impl Locator<'_> {
     pub(crate) fn location<T>(&self, spanned: &Spanned<T>) -> String {
         let (line, column) = line_column(self.text, spanned.span().start);
         format!("{}:{line}:{column}", self.file.display())
+    }
+}
+
+/// Advice for a value of the wrong type, for the keys people get wrong.
+fn type_hint(key: &str, message: &str) -> &'static str {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let string = message.contains("invalid type: string");
+    match last {
+        "mode" if string => "; write the mode as an octal number without quotes, e.g. mode = 0o640",
+        "shutdown_timeout" if string => {
+            "; write seconds as a number without a unit, e.g. shutdown_timeout = 5"
+        }
+        "from" if message.contains("expected a sequence") => {
+            "; from is a list of input names or globs, e.g. from = [\"alerts\"]"
+        }
+        "max_line_bytes" | "pipe_bytes" | "buffer_bytes" | "max_bytes" | "keep" if string => {
+            "; write a plain number of bytes without quotes or units, e.g. 65536"
+        }
+        _ => "",
     }
 }
 

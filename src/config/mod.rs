@@ -104,6 +104,8 @@ pub struct Config {
     pub pipe_bytes: Option<usize>,
     /// How long a stop may spend delivering what was already written.
     pub shutdown_timeout: Duration,
+    /// Where to write the Prometheus text for node_exporter, if anywhere.
+    pub metrics_file: Option<PathBuf>,
     /// Input FIFOs, sorted by name.
     pub inputs: Vec<InputConfig>,
     /// Subscriber FIFOs and sinks, sorted by kind then name.
@@ -207,6 +209,14 @@ impl OutputConfig {
     }
 }
 
+/// A group's name for messages, or its number if it has none.
+pub(crate) fn group_name(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(group)) => format!("{} ({gid})", group.name),
+        _ => gid.to_string(),
+    }
+}
+
 /// Reads and validates the config file at `file`.
 pub fn load(file: &Path, env: &Env) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|err| ConfigError {
@@ -274,6 +284,11 @@ mod tests {
         );
         let e = parse_err("[inputs.a]\n[subscribers.\"a.b\"]\nfrom = \"a\"\n");
         assert!(e.contains(":3:8: subscribers.\"a.b\".from: "), "{e}");
+        assert!(e.contains("from = [\"alerts\"]"), "{e}");
+        let e = parse_err("[inputs.a]\nmode = \"0640\"\n");
+        assert!(e.contains("mode = 0o640"), "{e}");
+        let e = parse_err("[broker]\nshutdown_timeout = \"5s\"\n");
+        assert!(e.contains("shutdown_timeout = 5"), "{e}");
         let e = parse_err("[inputs.a]\n[sinks.s]\nfrom = [\"a\"]\n");
         assert!(e.contains(":2:1: sinks.s: missing field `path`"), "{e}");
     }

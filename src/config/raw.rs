@@ -37,6 +37,7 @@ pub(crate) struct RawBroker {
     pub(crate) max_line_bytes: Option<Spanned<i64>>,
     pub(crate) pipe_bytes: Option<Spanned<i64>>,
     pub(crate) shutdown_timeout: Option<Spanned<f64>>,
+    pub(crate) metrics_file: Option<Spanned<String>>,
 }
 
 /// `broker.group`: a group name or a numeric gid.

@@ -94,7 +94,12 @@ impl<'a> Validator<'a> {
             Some(v) => self.shutdown_timeout(v)?,
             None => DEFAULT_SHUTDOWN_TIMEOUT,
         };
+        let metrics_file = match &broker.metrics_file {
+            Some(path) => Some(self.metrics_file(path)?),
+            None => None,
+        };
         Ok(Config {
+            metrics_file,
             file: self.at.file.to_path_buf(),
             dir,
             log_dir,
@@ -117,7 +122,9 @@ impl<'a> Validator<'a> {
         for (name, input) in raw {
             self.name(name, "inputs")?;
             let mode = match &input.mode {
-                Some(m) => self.mode(m, &format!("inputs.{}.mode", name.get_ref()), 0o400)?,
+                Some(m) => {
+                    self.mode(m, &format!("{}.mode", key("inputs", name.get_ref())), 0o400)?
+                }
                 None => DEFAULT_INPUT_MODE,
             };
             inputs.push(InputConfig {
@@ -151,7 +158,7 @@ impl<'a> Validator<'a> {
         inputs: &[InputConfig],
     ) -> Result<OutputConfig, ConfigError> {
         self.name(name, "subscribers")?;
-        let key = format!("subscribers.{}", name.get_ref());
+        let key = key("subscribers", name.get_ref());
         if let Some((other, _)) = raw.inputs.get_key_value(name.get_ref().as_str()) {
             return Err(self.at.at(
                 name,
@@ -188,7 +195,7 @@ impl<'a> Validator<'a> {
         let mut sink_paths: BTreeMap<PathBuf, &Spanned<String>> = BTreeMap::new();
         for (name, sink) in raw {
             self.name(name, "sinks")?;
-            let key = format!("sinks.{}", name.get_ref());
+            let key = key("sinks", name.get_ref());
             let path = self.sink_path(&sink.path, &key, log_dir)?;
             if let Some(other) = sink_paths.insert(path.clone(), name) {
                 return Err(self.at.at(
@@ -283,6 +290,18 @@ impl<'a> Validator<'a> {
         Ok(base.join(dir.get_ref()))
     }
 
+    fn metrics_file(&self, path: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+        let p = Path::new(path.get_ref());
+        if !p.is_absolute() || p.file_name().is_none() {
+            return Err(self.at.at(
+                path,
+                "broker.metrics_file: must be an absolute file path, e.g. \
+                 \"/var/lib/prometheus/node-exporter/fifo-broker.prom\"",
+            ));
+        }
+        Ok(p.to_path_buf())
+    }
+
     fn shutdown_timeout(&self, v: &Spanned<f64>) -> Result<Duration, ConfigError> {
         let secs = *v.get_ref();
         if secs.is_finite() && (0.0..=3600.0).contains(&secs) {
@@ -307,8 +326,9 @@ impl<'a> Validator<'a> {
             Err(self.at.at(
                 name,
                 format!(
-                    "{table}.{n:?}: invalid name: names are 1 to 255 of A-Z a-z 0-9 _ . - \
-                     and start with a letter, digit or _"
+                    "{}: invalid name: names are 1 to 255 of A-Z a-z 0-9 _ . - \
+                     and start with a letter, digit or _",
+                    key(table, n)
                 ),
             ))
         }
@@ -317,11 +337,20 @@ impl<'a> Validator<'a> {
     fn mode(&self, mode: &Spanned<i64>, key: &str, needs: u32) -> Result<u32, ConfigError> {
         let m = *mode.get_ref();
         if !(0..=0o777).contains(&m) {
+            let written = self.at.text.get(mode.span()).unwrap_or("").trim();
+            let decimal = !written.is_empty() && written.bytes().all(|b| b.is_ascii_digit());
+            let hint = if decimal && written.bytes().all(|b| b < b'8') && written.len() <= 4 {
+                format!(
+                    " (TOML reads {written} as decimal; octal needs the 0o prefix: 0o{written})"
+                )
+            } else {
+                String::new()
+            };
             return Err(self.at.at(
                 mode,
                 format!(
-                    "{key}: {m} (0o{m:o}) is not a permission mode; write it in octal \
-                     between 0o000 and 0o777, e.g. 0o640"
+                    "{key}: {written} is not a permission mode{hint}; write it in octal between \
+                     0o000 and 0o777, e.g. 0o640 (setuid, setgid and sticky bits are not allowed)"
                 ),
             ));
         }
@@ -457,6 +486,18 @@ fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?'])
 }
 
+/// `table.name` as TOML writes it: the name quoted unless it is a bare key
+/// (`subscribers."alerts.tail"`, `inputs.alerts`).
+pub(crate) fn key(table: &str, name: &str) -> String {
+    let bare = !name.is_empty()
+        && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        format!("{table}.{name}")
+    } else {
+        format!("{table}.{name:?}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -536,6 +577,12 @@ from = ["*"]
             assert!(e.starts_with("/etc/fb.toml:2:8: inputs.a.mode: "), "{e}");
             assert!(e.contains(why), "{mode}: {e}");
         }
+        let e = parse_err("[inputs.a]\nmode = 0o4620\n");
+        assert!(e.contains("inputs.a.mode: 0o4620 is not"), "{e}");
+        let e = parse_err("[inputs.a]\nmode = 644\n");
+        assert!(e.contains("the 0o prefix: 0o644"), "{e}");
+        let e = parse_err("[inputs.a]\n[subscribers.\"a.b\"]\nfrom=[\"a\"]\nmode = 0o444\n");
+        assert!(e.contains("subscribers.\"a.b\".mode: 0o444 lacks"), "{e}");
         let e = parse_err("[inputs.a]\n[subscribers.s]\nfrom=[\"a\"]\nmode = 0o444\n");
         assert!(
             e.contains(":4:8: subscribers.s.mode") && e.contains("owner write"),
@@ -636,6 +683,13 @@ from = ["*"]
         assert!(e.contains("broker.pipe_bytes"), "{e}");
         let e = parse_err("[broker]\ngroup = \"no-such-group-here\"\n");
         assert!(e.contains(":2:9: broker.group: no group named"), "{e}");
+        let e = parse_err("[broker]\nmetrics_file = \"m.prom\"\n");
+        assert!(
+            e.contains(":2:16: broker.metrics_file: must be an absolute"),
+            "{e}"
+        );
+        let c = parse_ok("[broker]\nmetrics_file = \"/m/fb.prom\"\n");
+        assert_eq!(c.metrics_file.as_deref(), Some(Path::new("/m/fb.prom")));
         let c = parse_ok("[broker]\ngroup = 4242\nshutdown_timeout = 0.5\n");
         assert_eq!(c.group, Some(4242));
         assert_eq!(c.shutdown_timeout, Duration::from_millis(500));

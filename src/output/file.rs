@@ -31,14 +31,8 @@ pub(crate) struct SinkFile {
 }
 
 impl SinkFile {
-    /// Opens or creates the sink at `path`, creating its directory if needed.
+    /// Opens or creates the sink at `path` (its directory must exist).
     pub(crate) fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<SinkFile> {
-        if let Some(parent) = path.parent() {
-            if !parent.exists() {
-                crate::fifodir::create_dir(parent)
-                    .map_err(|e| io::Error::other(format!("cannot create its directory: {e}")))?;
-            }
-        }
         let file = open_append(path)?;
         let size = file.metadata()?.len();
         Ok(SinkFile {

@@ -382,6 +382,16 @@ impl Output {
         self.core().outbox.is_full()
     }
 
+    /// Bytes waiting in its queue.
+    pub(crate) fn queue_bytes(&self) -> usize {
+        self.core().outbox.len()
+    }
+
+    /// Its queue's capacity (`buffer_bytes`).
+    pub(crate) fn buffer_bytes(&self) -> usize {
+        self.core().outbox.capacity()
+    }
+
     /// True if nothing waits to be delivered.
     pub(crate) fn is_drained(&self) -> bool {
         each!(self, o => o.is_drained())

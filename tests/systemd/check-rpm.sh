@@ -38,8 +38,9 @@ echo "check-rpm: rpmbuild ok: $(basename "$RPM")"
 rpm -qp --scripts "$RPM" 2>/dev/null | grep -q 'systemd-sysusers' || { echo "check-rpm: no sysusers scriptlet" >&2; exit 1; }
 
 if [ -n "$DEB" ]; then
-  # Same files as the .deb, modulo /lib vs /usr/lib, compression and docs.
-  norm() { sed -E 's,^\./,/,; s,^/lib/,/usr/lib/,; s,\.gz$,,; /^\/usr\/share\/(doc|lintian)\//d; /\/$/d'; }
+  # Same files as the .deb, modulo /lib vs /usr/lib, zsh's vendor-completions
+  # (Debian) vs site-functions (RPM), compression and docs.
+  norm() { sed -E 's,^\./,/,; s,^/lib/,/usr/lib/,; s,\.gz$,,; s,/zsh/vendor-completions/,/zsh/site-functions/,; /^\/usr\/share\/(doc|lintian)\//d; /\/$/d'; }
   dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ {print $6}' | norm | sort >"$TOP/deb.files"
   rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$RPM" 2>/dev/null | awk '$1 ~ /^-/ {print $2}' |
     grep -v '^/usr/lib/.build-id/' | norm | sort >"$TOP/rpm.files"

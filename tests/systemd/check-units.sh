@@ -3,7 +3,8 @@
 #  - `systemd-analyze security --offline=true` rates both units at an overall
 #    exposure <= MAX_EXPOSURE (default 1.0);
 #  - the template's [Service] is the main unit's, except for the lines that
-#    must differ (%i in the config path and the two directories);
+#    must differ (--instance %i instead of the config path, and the two
+#    directories);
 #  - the sysusers file declares the User= of both units.
 # (`systemd-analyze verify`, which needs the binary and man pages installed,
 # runs in the container: tests/systemd/in-container.sh.)
@@ -25,7 +26,7 @@ done
 
 service_lines() { sed -n '/^\[Service\]/,/^\[/p' "$1" | grep -Ev '^(#|$|\[)' ; }
 diff_out=$(diff <(service_lines systemd/fifo-broker.service) \
-  <(service_lines systemd/fifo-broker@.service | sed -e 's,/etc/fifo-broker/%i\.toml,/etc/fifo-broker/fifo-broker.toml,' \
+  <(service_lines systemd/fifo-broker@.service | sed -e 's,--instance %i$,--config /etc/fifo-broker/fifo-broker.toml,' \
     -e 's,^RuntimeDirectory=fifo-broker-%i$,RuntimeDirectory=fifo-broker,' -e 's,^LogsDirectory=fifo-broker/%i$,LogsDirectory=fifo-broker,') || true)
 if [ -z "$diff_out" ]; then echo "check-units: template [Service] matches fifo-broker.service"
 else echo "check-units: FAIL template [Service] differs from fifo-broker.service:"; echo "$diff_out"; fails=$((fails + 1)); fi

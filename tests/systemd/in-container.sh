@@ -78,6 +78,8 @@ systemctl start $U; rc=$?
 if [ $rc = 0 ] && is_fifo_set $RUN "${FIFOS[@]}"; then pass "systemctl start returned with every FIFO in place"
 else fail "systemctl start returned with every FIFO in place" "rc=$rc; $(ls -la $RUN 2>&1)"; fi
 expect "unit active after start" $U ActiveState active
+check "fifo-broker status answers (control socket, 0600)" sh -c "fifo-broker status | grep -q '^alerts ' && [ \"\$(stat -c %a $RUN/.control)\" = 600 ]"
+check "fifo-broker status --prometheus" sh -c "fifo-broker status --prometheus | grep -q '^fifo_broker_lines_total{direction=\"in\",kind=\"input\",name=\"alerts\"}'"
 expect "unit running after start" $U SubState running
 check "STATUS= set at READY" sh -c "systemctl show -P StatusText $U | grep -q '^2 inputs, '"
 PID=$(prop $U MainPID)
@@ -217,6 +219,8 @@ cp /root/orig.toml /etc/fifo-broker/second.toml
 systemctl start $U fifo-broker@second.service
 check "instance FIFOs in /run/fifo-broker-second" is_fifo_set /run/fifo-broker-second "${FIFOS[@]}"
 check "instance sink in $LOG/second" deliver /run/fifo-broker-second $LOG/second/archive.log "to second"
+check "status --instance second asks the instance" sh -c "fifo-broker status --instance second | grep -q 'dir /run/fifo-broker-second'"
+check "--check --instance second, as the service user, passes" sh -c "runuser -u fifo-broker -- fifo-broker --check --instance second | grep -q '^dir: /run/fifo-broker-second'"
 check "main unit does not see the instance's lines" sh -c "! grep -q 'to second' $LOG/archive.log"
 systemctl stop $U
 expect "stopping the main unit leaves the instance active" fifo-broker@second.service ActiveState active

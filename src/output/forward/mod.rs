@@ -666,6 +666,13 @@ impl Target for Forward {
         self.core.outbox.is_empty() && self.wire.is_empty() && protocol
     }
 
+    /// Renewed by a reload (its settings changed): the connection closes;
+    /// queued records carry over to the new one, unacknowledged NATS
+    /// messages are counted as discarded.
+    fn release(&mut self, world: &World) {
+        self.abandon(world);
+    }
+
     fn close(&mut self, world: &World) {
         self.drive(world);
         self.abandon(world);
