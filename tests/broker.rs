@@ -3277,6 +3277,17 @@ mod forwards {
             .expect("creating temp dir")
     }
 
+    /// Accepts one connection, or panics after `TIMEOUT` (never hangs).
+    fn accept_within(listener: &TcpListener, what: &str) -> std::net::TcpStream {
+        listener.set_nonblocking(true).unwrap();
+        let conn = eventually(TIMEOUT, || match listener.accept() {
+            Ok((conn, _)) => Ok(conn),
+            Err(e) => Err(format!("{what}: no connection yet ({e})")),
+        });
+        conn.set_nonblocking(false).unwrap();
+        conn
+    }
+
     fn host() -> String {
         rustix::system::uname()
             .nodename()
@@ -3475,7 +3486,7 @@ from = ["app"]
         assert_eq!(c.raw("forward", "central", "state"), "disconnected", "{c}");
 
         let server = TcpListener::bind(("127.0.0.1", port)).expect("binding the late server");
-        let (mut conn, _) = server.accept().expect("the forward connects by itself");
+        let mut conn = accept_within(&server, "the forward connects by itself");
         conn.set_read_timeout(Some(TIMEOUT)).unwrap();
         let mut got = Vec::new();
         let deadline = Instant::now() + TIMEOUT;
@@ -3694,6 +3705,41 @@ from = ["app"]
         let rss = rss_kib(d.pid());
         assert!(rss < 64 * 1024, "RSS {rss} KiB after a 100 MiB INFO");
         d.assert_running("after a hostile server");
+    }
+
+    #[test]
+    fn reload_moving_a_forward_to_another_server_carries_its_queue_over() {
+        let closed = free_port();
+        let config = |port: u16| {
+            format!(
+                "[inputs.app]\n[forwards.central]\nurl = \"syslog+tcp://127.0.0.1:{port}\"\nfrom = [\"app\"]\n"
+            )
+        };
+        let mut d = Daemon::start(&config(closed));
+        d.write("app", b"queued while down\n");
+        d.wait_counters("forward errors", |c| {
+            c.get("forward", "central", "errors") > 0
+        });
+        let server = TcpListener::bind("127.0.0.1:0").expect("binding the new server");
+        d.rewrite_config(&config(server.local_addr().unwrap().port()));
+        d.signal(Signal::HUP);
+        d.wait_notify_n("READY=1", 2, TIMEOUT);
+        let mut conn = accept_within(&server, "the renewed forward connects");
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + TIMEOUT;
+        while !super::contains(&got, b"queued while down") && Instant::now() < deadline {
+            let mut buf = [0u8; 4096];
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert!(
+            super::contains(&got, b"- - queued while down"),
+            "the line queued before the reload reaches the new server: {:?}",
+            String::from_utf8_lossy(&got)
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ impl Broker {
         let mut keys = Vec::with_capacity(steps.len());
         for (step, oc) in steps.into_iter().zip(&config.outputs) {
             let outputs = self.fanout.outputs_mut();
+            let fresh = !matches!(step, Step::Keep(_));
             let key = match step {
                 Step::Keep(key) => {
                     outputs[key].reopen();
@@ -72,7 +73,14 @@ impl Broker {
                 }
             };
             let lane = self.fanout.lane(&oc.format, &oc.filter);
-            self.fanout.outputs_mut()[key].reconfigure(oc, lane);
+            let output = &mut self.fanout.outputs_mut()[key];
+            output.reconfigure(oc, lane);
+            if fresh {
+                // A new target starts at once: a forward connects (so its
+                // state and errors show before any line), a renewed sink
+                // writes what it carried over.
+                output.flush(&self.world);
+            }
             keys.push(key);
         }
         keys
