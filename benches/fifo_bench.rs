@@ -10,12 +10,28 @@
 //! line. `tee` and `multitee` cannot attach readers lazily or frame lines;
 //! they get the same FIFOs, opened before the writer starts.
 //!
+//! The daemon runs as shipped: no `pipe_bytes`, so FIFOs start at the
+//! kernel's default size (64 KiB) and the daemon grows them where it helps.
+//! The throughput workload adds a second daemon row with
+//! `pipe_bytes = 1048576`.
+//!
 //! Workloads: throughput (2,000,000 lines of 100 bytes in 64 KiB writes),
-//! latency (one stamped line per millisecond for 2 s), writers (8 × 50,000
-//! lines, one write() each), idle (1,000 inputs + 1,000 subscribers for 10
-//! s, broker only), scale (10,000 FIFOs, broker only). Figures that swing
-//! between runs on a shared machine are reported as median (min–max), with
-//! ratios computed inside the same run.
+//! sweep (the same at 1, 4, 16 and 64 subscribers, fewer lines for large
+//! fan-outs; writes docs/fanout-sweep.svg, or `$FIFO_BENCH_SVG`), fairness
+//! (input `bulk` flooded while input `alerts` carries a stamped line every
+//! 2 ms; the daemon beside one `cat` relay per input), latency (one stamped
+//! line per millisecond for 2 s), writers (8 × 50,000 lines, one write()
+//! each), idle (1,000 inputs + 1,000 subscribers for 10 s, broker only),
+//! scale (10,000 FIFOs, broker only). Figures that swing between runs on a
+//! shared machine are reported as median (min–max), with ratios computed
+//! inside the same run.
+//!
+//! Environment: `FIFO_BENCH_DIR` (scratch, default /dev/shm),
+//! `FIFO_BENCH_PIPE_BYTES` (the default rows' `pipe_bytes`),
+//! `FIFO_BENCH_BUFFER_BYTES`, and `FIFO_BENCH_WRAP` / `FIFO_BENCH_WRAP_BASELINE`:
+//! a profiler command line for the daemon / for tee, multitee and cat, in
+//! which `{name}` becomes the system's name, e.g.
+//! `FIFO_BENCH_WRAP="strace -c -o /tmp/strace-{name}"`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -34,7 +50,11 @@ const SUBSCRIBERS: usize = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum System {
+    /// The daemon as shipped: no `pipe_bytes`, so the kernel's default pipe
+    /// size, grown by the daemon where it helps.
     Broker,
+    /// The daemon with `pipe_bytes = 1048576` on every FIFO.
+    Broker1M,
     Tee,
     Multitee,
 }
@@ -43,13 +63,49 @@ impl System {
     fn name(self) -> &'static str {
         match self {
             System::Broker => "fifo-broker",
+            System::Broker1M => "fifo-broker, pipe_bytes 1 MiB",
             System::Tee => "tee",
             System::Multitee => "multitee",
         }
     }
+
+    /// The name for `{name}` in FIFO_BENCH_WRAP*.
+    fn tag(self) -> &'static str {
+        match self {
+            System::Broker => "broker",
+            System::Broker1M => "broker-1m",
+            System::Tee => "tee",
+            System::Multitee => "multitee",
+        }
+    }
+
+    fn is_broker(self) -> bool {
+        matches!(self, System::Broker | System::Broker1M)
+    }
+
+    /// The `[broker]` line that sets the pipe size, if any.
+    fn pipe_bytes_line(self) -> String {
+        match self {
+            // FIFO_BENCH_PIPE_BYTES=N gives the default column N-byte pipes.
+            System::Broker => match std::env::var("FIFO_BENCH_PIPE_BYTES").as_deref() {
+                Ok("0") | Err(_) => String::new(),
+                Ok(v) => format!("pipe_bytes = {v}\n"),
+            },
+            System::Broker1M => "pipe_bytes = 1048576\n".to_string(),
+            System::Tee | System::Multitee => String::new(),
+        }
+    }
 }
 
+/// The comparisons that show the daemon as shipped beside the baselines.
 const SYSTEMS: [System; 3] = [System::Broker, System::Tee, System::Multitee];
+/// The throughput workload adds the daemon with 1 MiB pipes.
+const THROUGHPUT_SYSTEMS: [System; 4] = [
+    System::Broker,
+    System::Broker1M,
+    System::Tee,
+    System::Multitee,
+];
 
 struct Args {
     runs: usize,
@@ -90,6 +146,12 @@ fn main() {
     let wants = |w: &str| args.only.is_empty() || args.only.iter().any(|o| o == w);
     if wants("throughput") {
         throughput(&args);
+    }
+    if wants("sweep") {
+        sweep(&args);
+    }
+    if wants("fairness") {
+        fairness(&args);
     }
     if wants("latency") {
         latency(&args);
@@ -167,36 +229,29 @@ fn mkfifo(path: &Path) {
     .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
 }
 
-/// Starts `system`; for tee/multitee the readers must open the subscriber
-/// FIFOs before the writer opens the input (both block in open until then).
-fn start(system: System) -> Rig {
-    let scratch = Scratch::new(system.name());
+/// Starts `system` with `fanout` subscribers and the sink; for tee/multitee
+/// the readers must open the subscriber FIFOs before the writer opens the
+/// input (both block in open until then).
+fn start(system: System, fanout: usize) -> Rig {
+    let scratch = Scratch::new(system.name().split(',').next().unwrap());
     let dir = scratch.0.join("fifos");
     let sink = scratch.0.join("sink.log");
     let (input, subscribers): (PathBuf, Vec<PathBuf>) = (
         dir.join("in"),
-        (1..=SUBSCRIBERS)
-            .map(|k| dir.join(format!("s{k}")))
-            .collect(),
+        (1..=fanout).map(|k| dir.join(format!("s{k}"))).collect(),
     );
     let child = match system {
-        System::Broker => {
+        System::Broker | System::Broker1M => {
             let mut config = format!(
                 "[broker]\ndir = {dir:?}\nlog_dir = {:?}\n{}[inputs.in]\n",
                 scratch.0,
-                // The broker's pipe size knob; FIFO_BENCH_PIPE_BYTES=0 keeps
-                // the kernel default (64 KiB), like the baselines' pipes.
-                match std::env::var("FIFO_BENCH_PIPE_BYTES").as_deref() {
-                    Ok("0") => String::new(),
-                    Ok(v) => format!("pipe_bytes = {v}\n"),
-                    Err(_) => "pipe_bytes = 1048576\n".to_string(),
-                }
+                system.pipe_bytes_line()
             );
             // FIFO_BENCH_BUFFER_BYTES=N sets every output's buffer_bytes.
             let buffer = std::env::var("FIFO_BENCH_BUFFER_BYTES")
                 .map(|v| format!("buffer_bytes = {v}\n"))
                 .unwrap_or_default();
-            for k in 1..=SUBSCRIBERS {
+            for k in 1..=fanout {
                 config += &format!(
                     "[subscribers.s{k}]\nfrom = [\"in\"]\nwhen_full = \"block\"\n{buffer}"
                 );
@@ -207,7 +262,7 @@ fn start(system: System) -> Rig {
             );
             let path = scratch.0.join("broker.toml");
             fs::write(&path, config).unwrap();
-            spawn_broker(&scratch.0, &path).0
+            spawn_broker(system.tag(), &scratch.0, &path).0
         }
         System::Tee | System::Multitee => {
             fs::create_dir_all(&dir).unwrap();
@@ -215,21 +270,27 @@ fn start(system: System) -> Rig {
             for s in &subscribers {
                 mkfifo(s);
             }
+            // bash, not sh: dash takes only one-digit fds in redirections.
+            // $0 is the input, $1 the sink, $2... the subscribers.
             let script = if system == System::Tee {
-                "exec tee \"$1\" \"$2\" \"$3\" \"$4\" < \"$0\" >> \"$5\"".to_string()
+                "sink=$1; shift; exec tee \"$@\" < \"$0\" >> \"$sink\"".to_string()
             } else {
-                "exec multitee -b65536 0-3,4,5,6,7 < \"$0\" 3>\"$1\" 4>\"$2\" 5>\"$3\" 6>\"$4\" 7>>\"$5\""
-                    .to_string()
+                let fds: Vec<String> = (0..=fanout).map(|k| (3 + k).to_string()).collect();
+                let mut script = format!("exec multitee -b65536 0-{} < \"$0\"", fds.join(","));
+                for k in 1..=fanout {
+                    script += &format!(" {}>\"${{{}}}\"", 2 + k, 1 + k);
+                }
+                script + &format!(" {}>>\"$1\"", 3 + fanout)
             };
-            Command::new("sh")
+            wrapped("FIFO_BENCH_WRAP_BASELINE", system.tag(), "bash")
                 .arg("-c")
                 .arg(script)
                 .arg(&input)
-                .args(&subscribers)
                 .arg(&sink)
+                .args(&subscribers)
                 .stdout(Stdio::null())
                 .spawn()
-                .expect("spawn sh")
+                .expect("spawn bash")
         }
     };
     Rig {
@@ -242,9 +303,50 @@ fn start(system: System) -> Rig {
     }
 }
 
+/// `program`, run under the profiler named in the environment variable
+/// `wrap_var` if set (e.g. `strace -c -o /tmp/strace-{name}`), `{name}`
+/// replaced by `name`.
+fn wrapped(wrap_var: &str, name: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let wrap = std::env::var(wrap_var).unwrap_or_default();
+    let mut words = wrap.split_whitespace().map(|w| w.replace("{name}", name));
+    match words.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(words).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn profiling() -> bool {
+    std::env::var_os("FIFO_BENCH_WRAP").is_some()
+        || std::env::var_os("FIFO_BENCH_WRAP_BASELINE").is_some()
+}
+
+/// The process doing the work under `pid`: `pid` itself, or when it runs
+/// under a profiler (strace, perf stat), the profiler's child.
+fn leaf_pid(pid: u32) -> u32 {
+    let mut pid = pid;
+    while let Some(child) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next().and_then(|v| v.parse().ok()))
+    {
+        pid = child;
+    }
+    pid
+}
+
+fn terminate(child: &Child) {
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(leaf_pid(child.id()) as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    );
+}
+
 /// Spawns the daemon with a fake NOTIFY_SOCKET; returns it and the time
 /// from spawn to READY=1.
-fn spawn_broker(dir: &Path, config: &Path) -> (Child, Duration) {
+fn spawn_broker(tag: &str, dir: &Path, config: &Path) -> (Child, Duration) {
     let sock_path = dir.join("notify.sock");
     let _ = fs::remove_file(&sock_path);
     let sock = UnixDatagram::bind(&sock_path).unwrap();
@@ -252,17 +354,7 @@ fn spawn_broker(dir: &Path, config: &Path) -> (Child, Duration) {
         .unwrap();
     let t0 = Instant::now();
     // FIFO_BENCH_WRAP="strace -c -o FILE" (or perf stat ...) profiles the daemon.
-    let wrap = std::env::var("FIFO_BENCH_WRAP").unwrap_or_default();
-    let mut words = wrap.split_whitespace();
-    let mut command = match words.next() {
-        Some(tool) => {
-            let mut c = Command::new(tool);
-            c.args(words).arg(BIN);
-            c
-        }
-        None => Command::new(BIN),
-    };
-    let child = command
+    let child = wrapped("FIFO_BENCH_WRAP", tag, BIN)
         .arg("--config")
         .arg(config)
         .env("NOTIFY_SOCKET", &sock_path)
@@ -290,6 +382,21 @@ fn spawn_broker(dir: &Path, config: &Path) -> (Child, Duration) {
             }
         }
     }
+}
+
+/// CPU time of the single-threaded process `pid` (the daemon, tee,
+/// multitee), in seconds, to the nanosecond where the kernel tells
+/// (`se.sum_exec_runtime` in /proc/PID/sched), else in clock ticks.
+fn child_cpu_seconds(pid: u32) -> f64 {
+    fs::read_to_string(format!("/proc/{pid}/sched"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("se.sum_exec_runtime"))
+                .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse::<f64>().ok())
+        })
+        .map(|ms| ms / 1000.0)
+        .unwrap_or_else(|| cpu_seconds(pid))
 }
 
 /// utime + stime of `pid`, in seconds.
@@ -515,9 +622,9 @@ fn connect(
         .write(true)
         .open(&rig.input)
         .expect("open input");
-    if rig.system == System::Broker {
+    if rig.system.is_broker() {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while attached.load(Ordering::SeqCst) < SUBSCRIBERS {
+        while attached.load(Ordering::SeqCst) < rig.subscribers.len() {
             input.write_all(b"probe\n").unwrap();
             thread::sleep(Duration::from_millis(5));
             assert!(Instant::now() < deadline, "readers did not attach");
@@ -546,19 +653,92 @@ struct Run {
     ok: bool,
 }
 
+/// One measured pass: `data` (whole lines) into a fresh rig with `fanout`
+/// subscribers and the sink, every line verified at every reader and in the
+/// sink. Prints one line tagged `tag`.
+fn run_once(system: System, fanout: usize, data: &[u8], lines: usize, tag: &str) -> Run {
+    let chunk = (65536 / LINE) * LINE;
+    let rig = start(system, fanout);
+    let base = Instant::now();
+    let (readers, mut input) = connect(&rig, lines, Check::Sequence, base);
+    let cpu0 = child_cpu_seconds(leaf_pid(rig.child.id()));
+    let clients0 = cpu_seconds(std::process::id());
+    let t0 = Instant::now();
+    for c in data.chunks(chunk) {
+        input.write_all(c).unwrap();
+    }
+    let seen: Vec<Seen> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let last = seen.iter().filter_map(|s| s.last).max().unwrap_or(t0);
+    let cpu = child_cpu_seconds(leaf_pid(rig.child.id())) - cpu0;
+    let clients = cpu_seconds(std::process::id()) - clients0;
+    drop(input);
+    let stopped = stop(rig, system);
+    let sink = verify_sink(&stopped.0, lines, Check::Sequence);
+    let secs = last.duration_since(t0).as_secs_f64();
+    let ok = seen.iter().all(|s| s.lines == lines && s.errors == 0) && sink.errors == 0;
+    let r = Run {
+        rate: lines as f64 / secs,
+        cpu,
+        ok,
+    };
+    println!(
+        "{tag}: {:<29} {:>6.2} M lines/s  cpu {:.3} s per M lines (writer+readers {:.2} s)  {}",
+        system.name(),
+        r.rate / 1e6,
+        r.cpu / lines as f64 * 1e6,
+        clients,
+        if ok {
+            "verified: 0 lost, torn or reordered".to_string()
+        } else {
+            format!(
+                "LOSS/ERRORS: readers {:?} sink {:?}",
+                seen.iter().map(|s| (s.lines, s.errors)).collect::<Vec<_>>(),
+                (sink.lines, sink.errors)
+            )
+        }
+    );
+    r
+}
+
+/// Runs every system once per round, each round starting with a different
+/// one so none always pays for the state (page cache, CPU frequency) the one
+/// before it left. Returns `[round][system]`.
+fn rounds(
+    systems: &[System],
+    runs: usize,
+    mut one: impl FnMut(usize, System) -> Run,
+) -> Vec<Vec<Run>> {
+    (0..runs)
+        .map(|run| {
+            let mut this: Vec<Option<Run>> = systems.iter().map(|_| None).collect();
+            for k in 0..systems.len() {
+                let slot = (k + run) % systems.len();
+                this[slot] = Some(one(run, systems[slot]));
+            }
+            this.into_iter()
+                .map(|r| r.expect("every system ran"))
+                .collect()
+        })
+        .collect()
+}
+
+fn index_of(systems: &[System], system: System) -> usize {
+    systems.iter().position(|&s| s == system).unwrap()
+}
+
 fn throughput(args: &Args) {
     println!(
-        "\n## throughput: {} lines of {LINE} bytes in 64 KiB writes, 1 → 4 FIFOs + 1 file",
+        "\n## throughput: {} lines of {LINE} bytes in 64 KiB writes, 1 → {SUBSCRIBERS} FIFOs + 1 file",
         args.lines
     );
+    let systems = &THROUGHPUT_SYSTEMS[..];
     let data = sequence_data(args.lines);
-    let chunk = (65536 / LINE) * LINE;
-    let mut results: Vec<Vec<Run>> = Vec::new();
     // An unreported warm-up round: the first system to run otherwise pays
     // for cold caches and page faults the others do not.
-    for system in SYSTEMS {
-        let rig = start(system);
-        let warm = args.lines / 10;
+    let warm = args.lines / 10;
+    // Not under a profiler: one spawn per system and run makes its counts.
+    for &system in systems.iter().filter(|_| !profiling()) {
+        let rig = start(system, SUBSCRIBERS);
         let (readers, mut input) = connect(&rig, warm, Check::Sequence, Instant::now());
         input.write_all(&data[..warm * LINE]).unwrap();
         for r in readers {
@@ -567,94 +747,531 @@ fn throughput(args: &Args) {
         drop(input);
         let _ = stop(rig, system);
     }
-    for run in 0..args.runs {
-        // Each run starts with a different system, so none always pays for
-        // the state (page cache, CPU frequency) the one before it left.
-        let mut this: Vec<Option<Run>> = vec![None, None, None];
-        for k in 0..SYSTEMS.len() {
-            let slot = (k + run) % SYSTEMS.len();
-            let system = SYSTEMS[slot];
-            let rig = start(system);
-            let base = Instant::now();
-            let (readers, mut input) = connect(&rig, args.lines, Check::Sequence, base);
-            let cpu0 = cpu_seconds(rig.child.id());
-            let clients0 = cpu_seconds(std::process::id());
-            let t0 = Instant::now();
-            for c in data.chunks(chunk) {
-                input.write_all(c).unwrap();
-            }
-            let seen: Vec<Seen> = readers.into_iter().map(|r| r.join().unwrap()).collect();
-            let last = seen.iter().filter_map(|s| s.last).max().unwrap_or(t0);
-            let cpu = cpu_seconds(rig.child.id()) - cpu0;
-            let clients = cpu_seconds(std::process::id()) - clients0;
-            drop(input);
-            let stopped = stop(rig, system);
-            let sink = verify_sink(&stopped.0, args.lines, Check::Sequence);
-            let secs = last.duration_since(t0).as_secs_f64();
-            let ok =
-                seen.iter().all(|s| s.lines == args.lines && s.errors == 0) && sink.errors == 0;
-            let r = Run {
-                rate: args.lines as f64 / secs,
-                cpu,
-                ok,
-            };
-            println!(
-                "run {}: {:<11} {:>6.2} M lines/s  cpu {:.2} s (writer+readers {:.2} s)  {}",
-                run + 1,
-                system.name(),
-                r.rate / 1e6,
-                r.cpu,
-                clients,
-                if ok {
-                    "verified: 0 lost, torn or reordered".to_string()
-                } else {
-                    format!(
-                        "LOSS/ERRORS: readers {:?} sink {:?}",
-                        seen.iter().map(|s| (s.lines, s.errors)).collect::<Vec<_>>(),
-                        (sink.lines, sink.errors)
-                    )
-                }
-            );
-            this[slot] = Some(r);
-        }
-        let this: Vec<Run> = this
-            .into_iter()
-            .map(|r| r.expect("every system ran"))
-            .collect();
-        let tee = this[1].rate;
-        let multi = this[2].rate;
+    let results = rounds(systems, args.runs, |run, system| {
+        run_once(
+            system,
+            SUBSCRIBERS,
+            &data,
+            args.lines,
+            &format!("run {}", run + 1),
+        )
+    });
+    let (b, tee, multi) = (
+        index_of(systems, System::Broker),
+        index_of(systems, System::Tee),
+        index_of(systems, System::Multitee),
+    );
+    let per_m = |r: &Run| r.cpu / args.lines as f64 * 1e6;
+    for (run, this) in results.iter().enumerate() {
         println!(
-            "run {}: fifo-broker / tee = {:.2}×, fifo-broker / multitee = {:.2}×; cpu per M lines: broker {:.3} s, tee {:.3} s, multitee {:.3} s",
+            "run {}: fifo-broker / tee = {:.2}×, / multitee = {:.2}× (1 MiB pipes: {:.2}×, {:.2}×); \
+             cpu per M lines / multitee's = {:.2}×",
             run + 1,
-            this[0].rate / tee,
-            this[0].rate / multi,
-            this[0].cpu / args.lines as f64 * 1e6,
-            this[1].cpu / args.lines as f64 * 1e6,
-            this[2].cpu / args.lines as f64 * 1e6,
+            this[b].rate / this[tee].rate,
+            this[b].rate / this[multi].rate,
+            this[1].rate / this[tee].rate,
+            this[1].rate / this[multi].rate,
+            per_m(&this[b]) / per_m(&this[multi]),
         );
-        results.push(this);
     }
-    println!("\n| system | lines/s (median, min–max) | CPU s per 1 M lines (median) | ratio to tee (median of per-run ratios) | ratio to multitee | verified |");
-    println!("|---|---|---|---|---|---|");
-    for (k, system) in SYSTEMS.iter().enumerate() {
-        let rates: Vec<f64> = results.iter().map(|r| r[k].rate).collect();
-        let cpus: Vec<f64> = results
-            .iter()
-            .map(|r| r[k].cpu / args.lines as f64 * 1e6)
-            .collect();
-        let to_tee: Vec<f64> = results.iter().map(|r| r[k].rate / r[1].rate).collect();
-        let to_multi: Vec<f64> = results.iter().map(|r| r[k].rate / r[2].rate).collect();
-        let (med, min, max) = stats(&rates);
+    println!("\n| system | lines/s (median, min–max) | CPU s per 1 M lines (median) | ratio to tee (median of per-run ratios) | ratio to multitee | CPU per line / multitee's | verified |");
+    println!("|---|---|---|---|---|---|---|");
+    for (k, system) in systems.iter().enumerate() {
+        let of = |f: &dyn Fn(&Vec<Run>) -> f64| stats(&results.iter().map(f).collect::<Vec<_>>());
+        let (med, min, max) = of(&|r| r[k].rate);
         println!(
-            "| {} | {:.2} M ({:.2}–{:.2}) | {:.3} | {:.2}× | {:.2}× | {} |",
+            "| {} | {:.2} M ({:.2}–{:.2}) | {:.3} | {:.2}× | {:.2}× | {:.2}× | {} |",
             system.name(),
             med / 1e6,
             min / 1e6,
             max / 1e6,
-            stats(&cpus).0,
-            stats(&to_tee).0,
-            stats(&to_multi).0,
+            of(&|r| per_m(&r[k])).0,
+            of(&|r| r[k].rate / r[tee].rate).0,
+            of(&|r| r[k].rate / r[multi].rate).0,
+            of(&|r| per_m(&r[k]) / per_m(&r[multi])).0,
             if results.iter().all(|r| r[k].ok) {
+                "yes"
+            } else {
+                "NO"
+            }
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fan-out sweep.
+
+const FANOUTS: [usize; 4] = [1, 4, 16, 64];
+
+/// Lines per pass at `fanout` subscribers: fewer for large fan-outs, so a
+/// pass moves about as many bytes to readers as at 4 (the readers, not the
+/// systems, are what a 2-core machine runs out of).
+fn sweep_lines(lines: usize, fanout: usize) -> usize {
+    (lines * 4 / fanout.max(4)).max(10_000)
+}
+
+fn sweep(args: &Args) {
+    println!(
+        "\n## sweep: 1 → N subscribers + 1 file, N in {FANOUTS:?}, lines of {LINE} bytes in 64 KiB writes"
+    );
+    // [fanout][round][system]
+    let mut results: Vec<Vec<Vec<Run>>> = Vec::new();
+    for &fanout in &FANOUTS {
+        let lines = sweep_lines(args.lines, fanout);
+        let data = sequence_data(lines);
+        results.push(rounds(&SYSTEMS, args.runs, |run, system| {
+            run_once(
+                system,
+                fanout,
+                &data,
+                lines,
+                &format!("run {} N={fanout}", run + 1),
+            )
+        }));
+    }
+    // Medians: [fanout][system] = (lines/s, cpu s per M lines).
+    let medians: Vec<Vec<(f64, f64)>> = FANOUTS
+        .iter()
+        .zip(&results)
+        .map(|(&fanout, rounds)| {
+            let lines = sweep_lines(args.lines, fanout) as f64;
+            (0..SYSTEMS.len())
+                .map(|k| {
+                    let rate = stats(&rounds.iter().map(|r| r[k].rate).collect::<Vec<_>>()).0;
+                    let cpu = stats(
+                        &rounds
+                            .iter()
+                            .map(|r| r[k].cpu / lines * 1e6)
+                            .collect::<Vec<_>>(),
+                    )
+                    .0;
+                    (rate, cpu)
+                })
+                .collect()
+        })
+        .collect();
+    println!("\n| subscribers | lines per pass | lines/s: fifo-broker | tee | multitee | broker / multitee | broker / tee | CPU s per M lines: fifo-broker | tee | multitee | verified |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (f, &fanout) in FANOUTS.iter().enumerate() {
+        let m = &medians[f];
+        let ratio = |other: usize| {
+            stats(
+                &results[f]
+                    .iter()
+                    .map(|r| r[0].rate / r[other].rate)
+                    .collect::<Vec<_>>(),
+            )
+            .0
+        };
+        println!(
+            "| {fanout} | {} | {:.2} M | {:.2} M | {:.2} M | {:.2}× | {:.2}× | {:.3} | {:.3} | {:.3} | {} |",
+            sweep_lines(args.lines, fanout),
+            m[0].0 / 1e6,
+            m[1].0 / 1e6,
+            m[2].0 / 1e6,
+            ratio(2),
+            ratio(1),
+            m[0].1,
+            m[1].1,
+            m[2].1,
+            if results[f].iter().flatten().all(|r| r.ok) {
+                "yes"
+            } else {
+                "NO"
+            }
+        );
+    }
+    let (first, last) = (&medians[0], &medians[FANOUTS.len() - 1]);
+    println!(
+        "CPU per line at {} subscribers / at {}: fifo-broker {:.1}×, tee {:.1}×, multitee {:.1}×",
+        FANOUTS[FANOUTS.len() - 1],
+        FANOUTS[0],
+        last[0].1 / first[0].1,
+        last[1].1 / first[1].1,
+        last[2].1 / first[2].1,
+    );
+    let svg = std::env::var_os("FIFO_BENCH_SVG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/fanout-sweep.svg"));
+    fs::write(&svg, sweep_svg(&medians, args.runs)).unwrap();
+    println!("chart: {}", svg.display());
+}
+
+/// The sweep as a hand-written SVG: lines/s (left) and CPU per M lines on a
+/// log scale (right) against the number of subscribers.
+fn sweep_svg(medians: &[Vec<(f64, f64)>], runs: usize) -> String {
+    const W: f64 = 860.0;
+    const H: f64 = 400.0;
+    const COLORS: [&str; 3] = ["#d62728", "#1f77b4", "#2ca02c"];
+    let (pw, ph, top) = (330.0, 260.0, 60.0);
+    let lefts = [70.0, 70.0 + pw + 100.0];
+    let x_at =
+        |left: f64, f: usize| left + 20.0 + f as f64 * (pw - 40.0) / (FANOUTS.len() - 1) as f64;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">Fan-out sweep: 1 input → N subscriber FIFOs + 1 sink file, \
+         100-byte lines, default pipes (median of {runs})</text>\n",
+        W / 2.0
+    );
+    // Both panels on log scales (fan-out spans 64×), ranges a little wider
+    // than the data, ticks at 1, 2 and 5 of each decade.
+    let range = |values: Vec<f64>| {
+        let lo = values.iter().cloned().fold(f64::MAX, f64::min).max(1e-4) / 1.4;
+        let hi = values.iter().cloned().fold(0.0, f64::max).max(lo * 10.0) * 1.4;
+        (lo.log10(), hi.log10())
+    };
+    let ranges = [
+        range(medians.iter().flatten().map(|m| m.0 / 1e6).collect()),
+        range(medians.iter().flatten().map(|m| m.1).collect()),
+    ];
+    let y_at = |p: usize, v: f64| {
+        let (lo, hi) = ranges[p];
+        top + ph - (v.max(1e-4).log10() - lo) / (hi - lo) * ph
+    };
+    for (p, left) in lefts.iter().enumerate() {
+        let (title, unit) = if p == 0 {
+            ("throughput", "M lines/s (log)")
+        } else {
+            ("fan-out process CPU per line", "CPU s per M lines (log)")
+        };
+        out += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\">{title}</text>\n\
+             <text transform=\"translate({},{}) rotate(-90)\" text-anchor=\"middle\">{unit}</text>\n\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">subscribers</text>\n",
+            left + pw / 2.0,
+            top - 10.0,
+            left - 48.0,
+            top + ph / 2.0,
+            left + pw / 2.0,
+            top + ph + 36.0
+        );
+        let (lo, hi) = ranges[p];
+        let ticks: Vec<(f64, String)> = (lo.floor() as i32..=hi.ceil() as i32)
+            .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)))
+            .filter(|v| (lo..=hi).contains(&v.log10()))
+            .map(|v| (y_at(p, v), format!("{}", (v * 1e4).round() / 1e4)))
+            .collect();
+        for (y, label) in ticks {
+            out += &format!(
+                "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\n\
+                 <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>\n",
+                left + pw,
+                left - 6.0,
+                y + 4.0
+            );
+        }
+        for (f, fanout) in FANOUTS.iter().enumerate() {
+            out += &format!(
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{fanout}</text>\n",
+                x_at(*left, f),
+                top + ph + 18.0
+            );
+        }
+        out += &format!(
+            "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#333\"/>\n"
+        );
+        if p == 1 {
+            // The issue's target: at 64 subscribers, at most 4× the
+            // daemon's CPU per line at 1.
+            let y = y_at(1, 4.0 * medians[0][0].1);
+            out += &format!(
+                "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#d62728\" \
+                 stroke-dasharray=\"5,4\" opacity=\"0.6\"/>\n<text x=\"{}\" y=\"{:.1}\" \
+                 fill=\"#d62728\" font-size=\"11\">target: 4× fifo-broker at 1</text>\n",
+                left + pw,
+                left + 6.0,
+                y - 5.0
+            );
+        }
+        for (k, color) in COLORS.iter().enumerate() {
+            let points: Vec<(f64, f64)> = medians
+                .iter()
+                .enumerate()
+                .map(|(f, m)| {
+                    let v = if p == 0 { m[k].0 / 1e6 } else { m[k].1 };
+                    (x_at(*left, f), y_at(p, v))
+                })
+                .collect();
+            let path: Vec<String> = points
+                .iter()
+                .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                .collect();
+            out += &format!(
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>\n",
+                path.join(" ")
+            );
+            for (x, y) in points {
+                out +=
+                    &format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3.5\" fill=\"{color}\"/>\n");
+            }
+        }
+    }
+    // Legend.
+    for (k, system) in SYSTEMS.iter().enumerate() {
+        let x = 250.0 + k as f64 * 140.0;
+        out += &format!(
+            "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{}\" stroke-width=\"3\"/>\n\
+             <text x=\"{}\" y=\"{}\">{}</text>\n",
+            x + 24.0,
+            COLORS[k],
+            x + 30.0,
+            H - 14.0 + 4.0,
+            system.name(),
+            y = H - 14.0
+        );
+    }
+    out + "</svg>\n"
+}
+
+// ---------------------------------------------------------------------------
+// Fairness: a flood on one input must not delay another.
+
+/// What carries the two streams from their writers to their readers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    /// One daemon: inputs `bulk` and `alerts`, a `block` subscriber on
+    /// `bulk`, a `{line}` subscriber on `alerts`, and the shipped
+    /// config's catch-all sink.
+    Broker,
+    /// The hand-rolled alternative: `cat bulk_in > bulk_out` and
+    /// `cat alerts_in > alerts_out`, one process per input, no sink.
+    Cat,
+    /// No relay for the alerts (written straight into the FIFO their reader
+    /// reads); the flood still goes through `cat`. The machine's own floor.
+    Direct,
+}
+
+const FAIRNESS: [(Relay, bool); 5] = [
+    (Relay::Broker, false),
+    (Relay::Broker, true),
+    (Relay::Cat, false),
+    (Relay::Cat, true),
+    (Relay::Direct, true),
+];
+
+/// Alerts per pass, one every `ALERT_EVERY`: 3 s.
+const ALERTS: usize = 1500;
+const ALERT_EVERY: Duration = Duration::from_millis(2);
+
+fn fairness_name(relay: Relay, flood: bool) -> &'static str {
+    match (relay, flood) {
+        (Relay::Broker, false) => "fifo-broker, quiet",
+        (Relay::Broker, true) => "fifo-broker, bulk flooded",
+        (Relay::Cat, false) => "cat relay per input, quiet",
+        (Relay::Cat, true) => "cat relay per input, bulk flooded",
+        (Relay::Direct, _) => "no relay for alerts, bulk flooded via cat",
+    }
+}
+
+struct FairRun {
+    /// p50, p99, max of the alerts' arrival delay, µs.
+    latency: [f64; 3],
+    /// Bytes per second the busy reader of `bulk` got while alerts ran.
+    bulk_rate: f64,
+    ok: bool,
+}
+
+fn fairness_once(relay: Relay, flood: bool) -> FairRun {
+    let scratch = Scratch::new("fairness");
+    let dir = scratch.0.join("fifos");
+    let (bulk_in, bulk_out) = (dir.join("bulk"), dir.join("bulk.out"));
+    let (alerts_in, alerts_out) = (dir.join("alerts"), dir.join("alerts.out"));
+    let mut children: Vec<Child> = Vec::new();
+    if relay == Relay::Broker {
+        let config = format!(
+            "[broker]\ndir = {dir:?}\nlog_dir = {:?}\n{}\
+             [inputs.bulk]\n[inputs.alerts]\n\
+             [subscribers.\"bulk.out\"]\nfrom = [\"bulk\"]\nwhen_full = \"block\"\n\
+             [subscribers.\"alerts.out\"]\nfrom = [\"alerts\"]\nformat = \"{{line}}\"\n\
+             [sinks.archive]\npath = \"archive.log\"\nfrom = [\"*\"]\n\
+             format = \"{{time}} {{input}} {{line}}\"\nmax_bytes = 104857600\nkeep = 1\n",
+            scratch.0,
+            System::Broker.pipe_bytes_line()
+        );
+        let path = scratch.0.join("broker.toml");
+        fs::write(&path, config).unwrap();
+        children.push(spawn_broker("broker-fairness", &scratch.0, &path).0);
+    } else {
+        fs::create_dir_all(&dir).unwrap();
+        for p in [&bulk_in, &bulk_out, &alerts_in, &alerts_out] {
+            mkfifo(p);
+        }
+        let mut pairs = vec![(&bulk_in, &bulk_out)];
+        if relay == Relay::Cat {
+            pairs.push((&alerts_in, &alerts_out));
+        }
+        for (from, to) in pairs {
+            children.push(
+                wrapped("FIFO_BENCH_WRAP_BASELINE", "cat", "sh")
+                    .arg("-c")
+                    .arg("exec cat < \"$0\" > \"$1\"")
+                    .arg(from)
+                    .arg(to)
+                    .spawn()
+                    .expect("spawn cat"),
+            );
+        }
+    }
+    let alerts_path = if relay == Relay::Direct {
+        &alerts_out
+    } else {
+        &alerts_in
+    };
+    // The busy reader of `bulk`: reads as fast as it can, counts bytes.
+    let bulk_bytes = Arc::new(AtomicUsize::new(0));
+    let busy = {
+        let (path, bytes) = (bulk_out.clone(), bulk_bytes.clone());
+        thread::spawn(move || {
+            let mut f = File::open(&path).unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            while let Ok(n @ 1..) = f.read(&mut buf) {
+                bytes.fetch_add(n, Ordering::Relaxed);
+            }
+        })
+    };
+    let base = Instant::now();
+    let attached = Arc::new(AtomicUsize::new(0));
+    let alerts_reader = reader(
+        alerts_out.clone(),
+        ALERTS,
+        Check::Stamped,
+        attached.clone(),
+        base,
+    );
+    let mut alerts = OpenOptions::new().write(true).open(alerts_path).unwrap();
+    let mut bulk = OpenOptions::new().write(true).open(&bulk_in).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while attached.load(Ordering::SeqCst) < 1 || bulk_bytes.load(Ordering::SeqCst) == 0 {
+        alerts.write_all(b"probe\n").unwrap();
+        bulk.write_all(b"probe\n").unwrap();
+        thread::sleep(Duration::from_millis(5));
+        assert!(Instant::now() < deadline, "readers did not attach");
+    }
+    let stop_flood = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = if flood {
+        let stop = stop_flood.clone();
+        Some(thread::spawn(move || {
+            let chunk = sequence_data(65536 / LINE);
+            while !stop.load(Ordering::Relaxed) {
+                if bulk.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        }))
+    } else {
+        // Quiet: the writer stays attached and writes nothing.
+        let (idle, stop) = (bulk, stop_flood.clone());
+        Some(thread::spawn(move || {
+            let _idle = idle;
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }))
+    };
+    // Let the flood settle (the daemon may grow pipes) before alerts start.
+    thread::sleep(Duration::from_millis(300));
+    let bytes0 = bulk_bytes.load(Ordering::SeqCst);
+    let t0 = Instant::now();
+    let mut line = Vec::with_capacity(LINE);
+    for i in 0..ALERTS {
+        let due = t0 + ALERT_EVERY * i as u32;
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        }
+        line.clear();
+        let stamp = Instant::now().duration_since(base).as_nanos();
+        write!(line, "{i:012} {stamp:020} ").unwrap();
+        line.resize(LINE - 1, b'x');
+        line.push(b'\n');
+        alerts.write_all(&line).unwrap();
+    }
+    let wait = Instant::now() + Duration::from_secs(5);
+    while !alerts_reader.is_finished() && Instant::now() < wait {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let bulk_rate =
+        (bulk_bytes.load(Ordering::SeqCst) - bytes0) as f64 / t0.elapsed().as_secs_f64();
+    stop_flood.store(true, Ordering::SeqCst);
+    drop(alerts);
+    if let Some(f) = flooder {
+        f.join().unwrap();
+    }
+    for mut child in children {
+        if relay == Relay::Broker {
+            terminate(&child);
+        }
+        let _ = child.wait();
+    }
+    let seen = alerts_reader.join().unwrap();
+    busy.join().unwrap();
+    let mut lat = seen.latencies_ns.clone();
+    lat.sort_unstable();
+    let at = |p: f64| {
+        let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
+        lat.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    };
+    FairRun {
+        latency: [at(0.50), at(0.99), at(1.0)],
+        bulk_rate,
+        ok: seen.lines == ALERTS && seen.errors == 0,
+    }
+}
+
+fn fairness(args: &Args) {
+    println!(
+        "\n## fairness: input `bulk` flooded (64 KiB writes, a `block` subscriber read by a busy reader, \
+         the shipped-style sink) while input `alerts` carries one stamped line every {} ms ({} lines) to its own subscriber",
+        ALERT_EVERY.as_millis(),
+        ALERTS
+    );
+    let mut results: Vec<Vec<FairRun>> = (0..FAIRNESS.len()).map(|_| Vec::new()).collect();
+    for run in 0..args.runs {
+        for k in 0..FAIRNESS.len() {
+            let slot = (k + run) % FAIRNESS.len();
+            let (relay, flood) = FAIRNESS[slot];
+            let r = fairness_once(relay, flood);
+            println!(
+                "run {}: {:<42} alerts p50 {:>6.0} µs  p99 {:>6.0} µs  max {:>6.0} µs  bulk {:>6.0} MB/s  {}",
+                run + 1,
+                fairness_name(relay, flood),
+                r.latency[0],
+                r.latency[1],
+                r.latency[2],
+                r.bulk_rate / 1e6,
+                if r.ok { "all alerts, in order" } else { "ALERTS LOST/TORN" }
+            );
+            results[slot].push(r);
+        }
+        let p99 = |k: usize| results[k][run].latency[1];
+        println!(
+            "run {}: under the flood, fifo-broker p99 {:.0} µs vs cat relay {:.0} µs ({:.2}×)",
+            run + 1,
+            p99(1),
+            p99(3),
+            p99(1) / p99(3)
+        );
+    }
+    println!("\n| alerts carried by | alerts p50 µs | p99 µs, median (min–max) | max µs (median) | bulk through, MB/s | all alerts in order |");
+    println!("|---|---|---|---|---|---|");
+    for (k, &(relay, flood)) in FAIRNESS.iter().enumerate() {
+        let of = |f: &dyn Fn(&FairRun) -> f64| stats(&results[k].iter().map(f).collect::<Vec<_>>());
+        let p99 = of(&|r| r.latency[1]);
+        println!(
+            "| {} | {:.0} | {:.0} ({:.0}–{:.0}) | {:.0} | {} | {} |",
+            fairness_name(relay, flood),
+            of(&|r| r.latency[0]).0,
+            p99.0,
+            p99.1,
+            p99.2,
+            of(&|r| r.latency[2]).0,
+            if flood {
+                format!("{:.0}", of(&|r| r.bulk_rate / 1e6).0)
+            } else {
+                "–".to_string()
+            },
+            if results[k].iter().all(|r| r.ok) {
                 "yes"
             } else {
                 "NO"
@@ -665,11 +1282,8 @@ fn throughput(args: &Args) {
 
 /// Stops a rig and returns where its sink is (kept until the scratch drops).
 fn stop(mut rig: Rig, system: System) -> (PathBuf, Rig) {
-    if system == System::Broker {
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(rig.child.id() as i32).unwrap(),
-            rustix::process::Signal::TERM,
-        );
+    if system.is_broker() {
+        terminate(&rig.child);
     }
     let _ = rig.child.wait();
     (rig.sink.clone(), rig)
@@ -691,7 +1305,7 @@ fn latency(args: &Args) {
         for k in 0..SYSTEMS.len() {
             let slot = (k + run) % SYSTEMS.len();
             let system = SYSTEMS[slot];
-            let rig = start(system);
+            let rig = start(system, SUBSCRIBERS);
             let base = Instant::now();
             let (readers, mut input) = connect(&rig, lines, Check::Stamped, base);
             let t0 = Instant::now();
@@ -755,10 +1369,10 @@ fn writers(args: &Args) {
     println!("|---|---|---|---|");
     for _run in 0..args.runs.min(1) {
         for system in SYSTEMS {
-            let rig = start(system);
+            let rig = start(system, SUBSCRIBERS);
             let (readers, probe_input) =
                 connect(&rig, WRITERS * PER, Check::PerWriter, Instant::now());
-            let cpu0 = cpu_seconds(rig.child.id());
+            let cpu0 = child_cpu_seconds(leaf_pid(rig.child.id()));
             let t0 = Instant::now();
             let handles: Vec<_> = (0..WRITERS)
                 .map(|w| {
@@ -785,7 +1399,7 @@ fn writers(args: &Args) {
             }
             let seen: Vec<Seen> = readers.into_iter().map(|r| r.join().unwrap()).collect();
             let last = seen.iter().filter_map(|s| s.last).max().unwrap_or(t0);
-            let cpu = cpu_seconds(rig.child.id()) - cpu0;
+            let cpu = child_cpu_seconds(leaf_pid(rig.child.id())) - cpu0;
             drop(probe_input);
             let (sink, _rig) = stop(rig, system);
             let sink = verify_sink(&sink, WRITERS * PER, Check::PerWriter);
@@ -824,7 +1438,7 @@ fn start_many(tag: &str, n_in: usize, n_sub: usize) -> (Child, Duration, Scratch
     config += "[sinks.all]\npath = \"all.log\"\nfrom = [\"*\"]\n";
     let path = scratch.0.join("broker.toml");
     fs::write(&path, config).unwrap();
-    let (child, ready) = spawn_broker(&scratch.0, &path);
+    let (child, ready) = spawn_broker(tag, &scratch.0, &path);
     (child, ready, scratch)
 }
 
@@ -921,10 +1535,7 @@ fn scale() {
         ready.as_secs_f64() * 1000.0,
         t0.elapsed().as_secs_f64() * 1000.0
     );
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    );
+    terminate(&child);
     let _ = child.wait();
     let _ = fs::remove_dir_all(&dir);
     drop(scratch);
