@@ -169,6 +169,9 @@ impl Broker {
                 match event.token() {
                     SIGNALS => self.handle_signals(),
                     token if control::owns(token) => self.serve_control(token),
+                    // A busy input gets its turn at the end, after the others:
+                    // one flooded input reads once per turn, not twice.
+                    Token(t) if t % 2 == 0 && self.schedule.is_busy(t / 2) => {}
                     Token(t) if t % 2 == 0 => self.read_input(t / 2, READS_PER_TURN),
                     Token(t) => {
                         let closed = event.is_error() || event.is_write_closed();

@@ -61,6 +61,11 @@ impl Schedule {
         self.state.get(key) == Some(&Wait::Stalled)
     }
 
+    /// True if input `key` will be read at the end of this turn anyway.
+    pub(super) fn is_busy(&self, key: usize) -> bool {
+        self.state.get(key) == Some(&Wait::Busy)
+    }
+
     /// True if the loop must not sleep.
     pub(super) fn has_busy(&self) -> bool {
         !self.busy.is_empty()
