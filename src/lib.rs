@@ -26,6 +26,8 @@
 //! - `notify` — sd_notify that never blocks.
 //! - `logging` — `env_logger` setup, journald priority prefixes.
 //! - `error` — the error type and its exit codes.
+//! - `fuzzing` — the fuzz targets' checks over the private pieces above
+//!   (hidden; `fuzz/` drives them, `cargo test` replays their corpora).
 //!
 //! docs/architecture.md draws the data path and a reload.
 //!
@@ -45,6 +47,8 @@ mod error;
 mod fifodir;
 mod filter;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 // The event loop does not drive forwards yet; until it does, their protocol
 // pieces are exercised only by their unit tests.
 #[allow(dead_code)]
