@@ -3252,3 +3252,34 @@ mod servers_harness {
         assert_eq!(c.stream_messages("LOGS"), 2, "{}", nats.log());
     }
 }
+
+// ---------------------------------------------------------------------------
+// Reliability (issue 16, docs/RELIABILITY.md): the chaos soak in short, and
+// the daemon at its resource limits.
+
+#[path = "../benches/soak/mod.rs"]
+mod soak;
+
+/// The soak of `cargo bench --bench soak`, for 60 s at a gentler rate (the
+/// binary here is a debug build): every invariant it checks must hold.
+#[test]
+fn chaos_soak_60s_keeps_every_invariant() {
+    let opts = soak::Options {
+        bin: util::BIN.into(),
+        duration: Duration::from_secs(60),
+        rate: 80,
+        seed: 16,
+        verbose: false,
+    };
+    let report = soak::run(&opts);
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    assert!(
+        report.failures.is_empty(),
+        "the soak broke invariants:\n{}\n{}",
+        report.failures.join("\n"),
+        report.table
+    );
+    eprintln!("{}", report.table);
+}

@@ -28,6 +28,12 @@ pub(crate) struct SinkFile {
     max_bytes: u64,
     /// Rotated files kept.
     keep: u32,
+    /// The last write ended inside a line (a short write, e.g. on a full
+    /// disk): the rest of that line goes to this same file before any
+    /// rotation or reopen, so no file ever holds a torn line.
+    mid_line: bool,
+    /// A reopen asked for while `mid_line`, done once the line is whole.
+    reopen_pending: bool,
 }
 
 impl SinkFile {
@@ -47,6 +53,8 @@ impl SinkFile {
             size,
             max_bytes,
             keep,
+            mid_line: false,
+            reopen_pending: false,
         })
     }
 
@@ -64,6 +72,9 @@ impl SinkFile {
     /// Writes a prefix of `data` (whole lines), rotating first if it would
     /// pass `max_bytes`. Returns how much was written.
     pub(crate) fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.mid_line {
+            return self.finish_line(data);
+        }
         let mut chunk = data;
         if self.max_bytes > 0 && self.size + data.len() as u64 > self.max_bytes {
             // Someone may have truncated the file (logrotate's copytruncate):
@@ -82,6 +93,25 @@ impl SinkFile {
         }
         let n = self.file.write(chunk)?;
         self.size += n as u64;
+        self.mid_line = n > 0 && chunk[n - 1] != b'\n';
+        Ok(n)
+    }
+
+    /// Writes the rest of a line a short write started (`data` begins with
+    /// it), then does a reopen that waited for it.
+    fn finish_line(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let rest = memchr::memchr(b'\n', data).map_or(data.len(), |i| i + 1);
+        let n = self.file.write(&data[..rest])?;
+        self.size += n as u64;
+        if n == rest && data[rest - 1] == b'\n' {
+            self.mid_line = false;
+            if std::mem::take(&mut self.reopen_pending) {
+                self.reopen()?;
+            }
+        }
         Ok(n)
     }
 
@@ -92,8 +122,13 @@ impl SinkFile {
         memchr::memrchr(b'\n', &data[..room.min(data.len())]).map_or(0, |i| i + 1)
     }
 
-    /// Reopens the file at its path (after logrotate moved it away).
+    /// Reopens the file at its path (after logrotate moved it away); if a
+    /// line is half written, once its rest is.
     pub(crate) fn reopen(&mut self) -> io::Result<()> {
+        if self.mid_line {
+            self.reopen_pending = true;
+            return Ok(());
+        }
         self.file = open_append(&self.path)?;
         self.size = self.file.metadata()?.len();
         Ok(())
@@ -223,6 +258,22 @@ mod tests {
             !dir.join("a.log.1").exists(),
             "rotated although the file was truncated"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reopen_waits_until_a_half_written_line_is_whole() {
+        let dir = temp_dir("midline");
+        let path = dir.join("a.log");
+        let mut sink = SinkFile::open(&path, 0, 0).unwrap();
+        write_all(&mut sink, b"one\ntw");
+        // As after a short write on a full disk, then logrotate's move.
+        sink.mid_line = true;
+        std::fs::rename(&path, dir.join("a.log.old")).unwrap();
+        sink.reopen().unwrap();
+        write_all(&mut sink, b"o\nthree\n");
+        assert_eq!(std::fs::read(dir.join("a.log.old")).unwrap(), b"one\ntwo\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"three\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
