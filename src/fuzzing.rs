@@ -4,8 +4,9 @@
 //! splitter) and panics when one of its invariants breaks.
 //!
 //! The checks live here, not in `fuzz/`, so that `cargo test` replays every
-//! committed corpus file through exactly what the fuzzers ran (see the
-//! tests at the bottom). Nothing here is part of the daemon's API: the
+//! committed corpus file (`fuzz/corpus/TARGET/`) and past finding
+//! (`fuzz/regressions/TARGET/`) through exactly what the fuzzers ran (see
+//! the tests at the bottom). Nothing here is part of the daemon's API: the
 //! module is `#[doc(hidden)]` and only the fuzz crate and the tests use it.
 
 use std::io;
@@ -456,28 +457,34 @@ fn prefixes(len: usize) -> impl Iterator<Item = usize> {
 mod tests {
     use super::TARGETS;
 
-    /// Every committed corpus file goes through its target's checks, so the
-    /// fuzzers' findings stay fixed on the stable toolchain.
+    /// Every committed corpus file and past finding goes through its
+    /// target's checks, so the fuzzers' findings stay fixed on the stable
+    /// toolchain.
     #[test]
     fn replay_fuzz_corpora() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
         for (name, target) in TARGETS {
-            let dir = root.join(name);
-            let entries =
-                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()));
             let mut n = 0;
-            for entry in entries {
-                let path = entry.unwrap().path();
-                let data = std::fs::read(&path).unwrap();
-                let replay = std::panic::catch_unwind(|| target(&data));
-                assert!(
-                    replay.is_ok(),
-                    "fuzz target {name} fails on {}",
-                    path.display()
-                );
-                n += 1;
+            for dir in [
+                fuzz.join("corpus").join(name),
+                fuzz.join("regressions").join(name),
+            ] {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries {
+                    let path = entry.unwrap().path();
+                    let data = std::fs::read(&path).unwrap();
+                    let replay = std::panic::catch_unwind(|| target(&data));
+                    assert!(
+                        replay.is_ok(),
+                        "fuzz target {name} fails on {}",
+                        path.display()
+                    );
+                    n += 1;
+                }
             }
-            assert!(n > 0, "corpus {} is empty", dir.display());
+            assert!(n > 0, "no corpus for fuzz target {name}");
         }
     }
 }
