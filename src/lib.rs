@@ -32,6 +32,8 @@
 //! - `notify` — sd_notify that never blocks.
 //! - `logging` — `env_logger` setup, journald priority prefixes.
 //! - `error` — the error type and its exit codes.
+//! - `fuzzing` — the fuzz targets' checks over the private pieces above
+//!   (hidden; `fuzz/` drives them, `cargo test` replays their corpora).
 //!
 //! docs/architecture.md draws the data path and a reload.
 //!
@@ -54,6 +56,8 @@ mod fifodir;
 mod filter;
 mod format;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod input;
 pub mod logging;
 mod notify;

@@ -13,7 +13,7 @@ use std::io;
 use crate::config::WhenFull;
 
 /// Bytes queued for one output.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Outbox {
     /// Queued bytes are `buf[head..]`; `buf[..head]` was written already.
     buf: Vec<u8>,

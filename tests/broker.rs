@@ -4521,3 +4521,217 @@ fn check_as_an_unprivileged_user_refuses_what_it_could_not_do() {
         assert_eq!(before, listing(&s.root), "case {i}: nothing may change");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Reliability (issue 16, docs/RELIABILITY.md): the chaos soak in short, and
+// the daemon at its resource limits.
+
+#[path = "../benches/soak/mod.rs"]
+mod soak;
+
+/// The soak of `cargo bench --bench soak`, for 60 s at a gentler rate (the
+/// binary here is a debug build): every invariant it checks must hold.
+#[test]
+fn chaos_soak_60s_keeps_every_invariant() {
+    let opts = soak::Options {
+        bin: util::BIN.into(),
+        duration: Duration::from_secs(60),
+        rate: 80,
+        seed: 16,
+        verbose: false,
+    };
+    let report = soak::run(&opts);
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    assert!(
+        report.failures.is_empty(),
+        "the soak broke invariants:\n{}\n{}",
+        report.failures.join("\n"),
+        report.table
+    );
+    eprintln!("{}", report.table);
+}
+
+/// Sets RLIMIT_NOFILE of a running process.
+fn prlimit_nofile(pid: u32, limit: usize) {
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("running prlimit (util-linux)");
+    assert!(
+        status.success(),
+        "prlimit --pid {pid} --nofile={limit} failed"
+    );
+}
+
+#[test]
+fn too_few_fds_for_the_fifos_is_a_clear_error_that_leaves_nothing_behind() {
+    let mut body = String::new();
+    for i in 0..100 {
+        body.push_str(&format!("[inputs.in{i:02}]\n"));
+    }
+    body.push_str("[subscribers.all]\nfrom = [\"*\"]\n");
+    let s = Setup::new(&body);
+    let out = std::process::Command::new("prlimit")
+        .arg("--nofile=64:64")
+        .arg(util::BIN)
+        .arg("--config")
+        .arg(&s.config)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .expect("running fifo-broker under prlimit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected a failure with 64 fds for 101 FIFOs, got {:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains("Too many open files") && stderr.contains("open-file limit"),
+        "expected the error to name the open-file limit, got:\n{stderr}"
+    );
+    let left: Vec<_> = fs::read_dir(&s.dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "expected no FIFO left behind in {}, found {left:?}",
+        s.dir.display()
+    );
+}
+
+#[test]
+fn emfile_while_readers_attach_is_counted_and_retried_without_spinning() {
+    const SUBS: usize = 24;
+    let mut body = String::from("[inputs.in]\n");
+    for i in 0..SUBS {
+        body.push_str(&format!("[subscribers.s{i:02}]\nfrom = [\"in\"]\n"));
+    }
+    let d = Daemon::start(&body);
+    // Room for 8 attached readers, beside the fds it holds and one spare
+    // (the fresh read end an input opens before closing the old one).
+    let base = d.fd_count();
+    prlimit_nofile(d.pid(), base + 9);
+    let mut readers: Vec<Cat> = (0..SUBS)
+        .map(|i| Cat::on(&d, &format!("s{i:02}"), "r"))
+        .collect();
+    for (i, r) in readers.iter().enumerate() {
+        assert!(
+            r.wait_open_or_waiting(&d.path(&format!("s{i:02}"))),
+            "reader {i} not waiting"
+        );
+    }
+    d.write("in", b"first\n");
+    let name = |i: usize| format!("s{i:02}");
+    let c = d.wait_counters(
+        "some subscribers attached, the others counted an error",
+        |c| (0..SUBS).all(|i| c.attached(&name(i)) || c.subscriber(&name(i), "errors") > 0),
+    );
+    let attached: Vec<usize> = (0..SUBS).filter(|&i| c.attached(&name(i))).collect();
+    assert!(
+        (1..SUBS).contains(&attached.len()),
+        "expected some but not all of {SUBS} readers attached under the fd limit, got {attached:?}\n{c}"
+    );
+    assert!(
+        d.stderr().contains("Too many open files"),
+        "EMFILE not logged:\n{}",
+        d.stderr()
+    );
+
+    // Waiting readers and EMFILE do not make the loop spin.
+    let before = d.cpu_ticks();
+    thread::sleep(Duration::from_secs(2));
+    let used = d.cpu_ticks() - before;
+    assert!(
+        used <= 2,
+        "expected an idle daemon under EMFILE, it used {used} ticks in 2 s"
+    );
+
+    // Readers that leave free their fds; the next line attaches others.
+    for &i in &attached {
+        readers[i].kill();
+    }
+    d.wait_counters("the killed readers detached", |c| {
+        attached.iter().all(|&i| !c.attached(&name(i)))
+    });
+    d.write("in", b"second\n");
+    let c = d.wait_counters("more readers attached on the next line", |c| {
+        (0..SUBS)
+            .filter(|i| !attached.contains(i))
+            .any(|i| c.attached(&name(i)))
+    });
+    for i in (0..SUBS).filter(|i| !attached.contains(i) && c.attached(&name(*i))) {
+        let lines = readers[i].wait_data_lines(1);
+        assert_eq!(
+            lines,
+            vec![b"second".to_vec()],
+            "reader {i}, attached on the retry, must get the next line and nothing earlier"
+        );
+    }
+    d.assert_running("after EMFILE");
+}
+
+#[test]
+fn a_one_gib_line_keeps_memory_bounded() {
+    const MAX: usize = 65536;
+    let d = Daemon::start(&format!(
+        "max_line_bytes = {MAX}\n[inputs.in]\n[subscribers.out]\nfrom = [\"in\"]\n\
+         buffer_bytes = 65536\n"
+    ));
+    let r = Cat::on(&d, "out", "r");
+    d.attach("in", &[&r]);
+    let rss = |pid: u32| -> u64 {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    };
+    let base = rss(d.pid());
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, done) = (d.path("in"), done.clone());
+        thread::spawn(move || {
+            let mut f = open_fifo_writer(&path);
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..1024 {
+                f.write_all(&chunk).expect("streaming the long line");
+            }
+            f.write_all(b"\nafter\n").expect("ending the long line");
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut peak = base;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !done.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "1 GiB did not go through in 300 s"
+        );
+        peak = peak.max(rss(d.pid()));
+        thread::sleep(Duration::from_millis(5));
+    }
+    join_within(writer, TIMEOUT, "the 1 GiB writer");
+    let lines = r.wait_data_lines(2);
+    assert_eq!(lines.len(), 2, "expected the cut line and `after`");
+    assert_eq!(
+        lines[0].len(),
+        MAX,
+        "the long line is cut to max_line_bytes"
+    );
+    assert_eq!(lines[1], b"after");
+    // The shared read buffer (half a pipe + max_line_bytes) and at most
+    // one cut line in the outbox: 2 × max_line_bytes + 1 MiB of slack for
+    // the allocator.
+    let bound_kib = (2 * MAX as u64 + (1 << 20)) / 1024;
+    assert!(
+        peak - base <= bound_kib,
+        "RSS grew from {base} KiB to {peak} KiB while a 1 GiB line streamed in; \
+         expected at most +{bound_kib} KiB"
+    );
+    let c = d.counters();
+    assert_eq!(c.input("in", "truncated"), 1, "{c}");
+}

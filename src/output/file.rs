@@ -4,8 +4,11 @@
 //! regular file; it is never a symlink's target or a FIFO that would block
 //! the loop. Rotation renames `path` to `path.1` (shifting older ones up to
 //! `path.keep`) at a line boundary once the next write would pass
-//! `max_bytes`. This module reports errors; the output decides what they
-//! mean (retry with backoff, never fatal once running).
+//! `max_bytes`. A line a short write (full disk) left half written is
+//! finished in the same file before any rotation or reopen moves on, so a
+//! new file always starts with a whole line. This module reports errors;
+//! the output decides what they mean (retry with backoff, never fatal once
+//! running).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -28,6 +31,15 @@ pub(crate) struct SinkFile {
     max_bytes: u64,
     /// Rotated files kept.
     keep: u32,
+    /// The last write ended inside a line (a short write, e.g. on a full
+    /// disk): the rest of that line goes to this same file before any
+    /// rotation or reopen, so the next file starts with a whole line.
+    mid_line: bool,
+    /// A reopen asked for while `mid_line`: done once the line is whole, or
+    /// once the old file refused its rest (which is then dropped).
+    reopen_pending: bool,
+    /// Lines whose rest was dropped that way, not yet reported.
+    cut: u64,
 }
 
 impl SinkFile {
@@ -41,6 +53,9 @@ impl SinkFile {
             size,
             max_bytes,
             keep,
+            mid_line: false,
+            reopen_pending: false,
+            cut: 0,
         })
     }
 
@@ -58,6 +73,12 @@ impl SinkFile {
     /// Writes a prefix of `data` (whole lines), rotating first if it would
     /// pass `max_bytes`. Returns how much was written.
     pub(crate) fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.mid_line {
+            return self.finish_line(data);
+        }
+        if self.reopen_pending {
+            self.reopen()?;
+        }
         let mut chunk = data;
         if self.max_bytes > 0 && self.size + data.len() as u64 > self.max_bytes {
             // Someone may have truncated the file (logrotate's copytruncate):
@@ -76,7 +97,50 @@ impl SinkFile {
         }
         let n = self.file.write(chunk)?;
         self.size += n as u64;
+        self.mid_line = n > 0 && chunk[n - 1] != b'\n';
         Ok(n)
+    }
+
+    /// Writes the rest of a line a short write started (`data` begins with
+    /// it), then does a reopen that waited for it. If a reopen waits and the
+    /// old file refuses the rest (still full), the rest is dropped instead:
+    /// the old file ends with a cut line, the new one starts whole, and the
+    /// old file is let go (its space can be freed).
+    fn finish_line(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let rest = memchr::memchr(b'\n', data).map_or(data.len(), |i| i + 1);
+        let n = match self.file.write(&data[..rest]) {
+            Ok(n) => {
+                self.size += n as u64;
+                n
+            }
+            Err(e) if !self.reopen_pending => return Err(e),
+            Err(e) => {
+                log::warn!(
+                    "{}: {e} in the middle of a line when asked to reopen: the rest of \
+                     that line ({rest} bytes) is dropped, so the new file starts with a \
+                     whole line",
+                    self.path.display()
+                );
+                self.cut += 1;
+                rest
+            }
+        };
+        if n == rest && data[rest - 1] == b'\n' {
+            self.mid_line = false;
+            if self.reopen_pending {
+                // A failure is retried by the next write, which reports it.
+                let _ = self.reopen();
+            }
+        }
+        Ok(n)
+    }
+
+    /// How many lines lost their rest at a reopen since the last call.
+    pub(crate) fn take_cut(&mut self) -> u64 {
+        std::mem::take(&mut self.cut)
     }
 
     /// Length of the longest prefix of `data` made of whole lines that still
@@ -86,11 +150,29 @@ impl SinkFile {
         memchr::memrchr(b'\n', &data[..room.min(data.len())]).map_or(0, |i| i + 1)
     }
 
-    /// Reopens the file at its path (after logrotate moved it away).
+    /// Reopens the file at its path (after logrotate moved it away). A line
+    /// half written into a file that was moved is first finished there (or
+    /// cut, see `finish_line`); one in a file still at its path just goes on.
     pub(crate) fn reopen(&mut self) -> io::Result<()> {
+        if self.mid_line {
+            // Still at its path (a reload, not logrotate): the line goes on
+            // in this same file, nothing to reopen.
+            self.reopen_pending = self.moved_away();
+            return Ok(());
+        }
         self.file = open_append(&self.path)?;
         self.size = self.file.metadata()?.len();
+        self.reopen_pending = false;
         Ok(())
+    }
+
+    /// True unless the path still names the open file.
+    fn moved_away(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::symlink_metadata(&self.path), self.file.metadata()) {
+            (Ok(at_path), Ok(open)) => (at_path.dev(), at_path.ino()) != (open.dev(), open.ino()),
+            _ => true,
+        }
     }
 
     /// Flushes the file to disk.
@@ -249,6 +331,59 @@ mod tests {
             !dir.join("a.log.1").exists(),
             "rotated although the file was truncated"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reopen_waits_until_a_half_written_line_is_whole() {
+        let dir = temp_dir("midline");
+        let path = dir.join("a.log");
+        let mut sink = SinkFile::open(&path, 0, 0).unwrap();
+        // As after a short write on a full disk; then logrotate's move.
+        write_all(&mut sink, b"one\ntw");
+        std::fs::rename(&path, dir.join("a.log.old")).unwrap();
+        sink.reopen().unwrap();
+        write_all(&mut sink, b"o\nthree\n");
+        assert_eq!(std::fs::read(dir.join("a.log.old")).unwrap(), b"one\ntwo\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"three\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reload_that_moved_nothing_never_cuts_a_half_written_line() {
+        let dir = temp_dir("midline-kept");
+        let path = dir.join("a.log");
+        let mut sink = SinkFile::open(&path, 0, 0).unwrap();
+        write_all(&mut sink, b"one\ntw");
+        let refusing = File::open(&path).unwrap();
+        let writable = std::mem::replace(&mut sink.file, refusing);
+        sink.reopen().unwrap();
+        assert!(!sink.reopen_pending, "nothing was moved: nothing to reopen");
+        assert!(
+            sink.write(b"o\n").is_err(),
+            "a refused rest is an error to retry"
+        );
+        sink.file = writable;
+        write_all(&mut sink, b"o\nthree\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\nthree\n");
+        assert_eq!(sink.take_cut(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reopen_drops_the_rest_of_a_line_the_old_file_refuses() {
+        let dir = temp_dir("midline-refused");
+        let path = dir.join("a.log");
+        let mut sink = SinkFile::open(&path, 0, 0).unwrap();
+        write_all(&mut sink, b"one\ntw");
+        // The old file now refuses every write (as a disk that stays full).
+        sink.file = File::open(&path).unwrap();
+        std::fs::rename(&path, dir.join("a.log.old")).unwrap();
+        sink.reopen().unwrap();
+        write_all(&mut sink, b"o\nthree\n");
+        assert_eq!(std::fs::read(dir.join("a.log.old")).unwrap(), b"one\ntw");
+        assert_eq!(std::fs::read(&path).unwrap(), b"three\n");
+        assert_eq!(sink.take_cut(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -40,6 +40,16 @@ impl Sink {
         }
     }
 
+    /// A line cut at a reopen on a full disk (see [`SinkFile`]) did not
+    /// reach any file whole: it counts as dropped, not out.
+    fn count_cut(&mut self) {
+        let cut = self.file.take_cut();
+        if cut > 0 {
+            self.core.stats.dropped += cut;
+            self.core.stats.lines_out = self.core.stats.lines_out.saturating_sub(cut);
+        }
+    }
+
     fn sync(&mut self) {
         if let Err(e) = self.file.sync() {
             self.core.stats.errors += 1;
@@ -68,12 +78,16 @@ impl Target for Sink {
     }
 
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.file.write(data)
+        let result = self.file.write(data);
+        self.count_cut();
+        result
     }
 
     fn write_queued(&mut self) -> (usize, io::Result<()>) {
         let file = &mut self.file;
-        self.core.outbox.flush(|b| file.write(b))
+        let result = self.core.outbox.flush(|b| file.write(b));
+        self.count_cut();
+        result
     }
 
     fn failed(&mut self, err: io::Error, _world: &World) -> Failure {

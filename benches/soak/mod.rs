@@ -1,0 +1,1385 @@
+//! The chaos soak: the real `fifo-broker` binary under a long mixed run in
+//! which the books must always balance. Shared by `benches/soak.rs`
+//! (`cargo bench --bench soak -- --seconds N`, default 600 s) and one 60 s
+//! test at the end of `tests/broker.rs`.
+//!
+//! What runs: 8 writers (6 with an input each, whose lines are 1 B–8 KiB,
+//! sometimes ending a session with an unterminated line; 2 sharing an input
+//! with lines of at most `PIPE_BUF`, which must never tear), a ninth writer
+//! on an input that reloads add and remove, 6 subscribers over every
+//! `when_full` policy read by `cat` processes that are stopped, continued,
+//! killed and restarted at random (the three "stable" ones are only stopped
+//! and continued), a block sink rotated logrotate-style (rename + SIGHUP), a
+//! reload every 2 s (one in four invalid, some adding and removing an input
+//! and a subscriber), SIGUSR1 now and then, and, when running as root, a
+//! drop-newest sink on a 4 MiB tmpfs that a ballast file fills and frees.
+//!
+//! What is checked (every failure is collected, none stops the run): no
+//! output ever gets a torn or unknown line; per writer, lines arrive in
+//! order and at most once; the block subscriber and the block sink get
+//! every line exactly once; per output, the daemon's final counters balance
+//! (lines routed = out + dropped + discarded + filtered), and a stable
+//! reader counted exactly `lines_out`; each input's `lines_in` is what its
+//! writers wrote; fd count and RSS after warm-up stay within 10 % of the
+//! warm-up's peak; the daemon uses no CPU once the load stops, exits 0 on
+//! SIGTERM, and never panics.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+/// Writers with an input each (lines up to 8 KiB, unterminated tails).
+const OWN_WRITERS: usize = 6;
+/// Writers sharing the input `shared` (lines up to `PIPE_BUF`).
+const SHARED_WRITERS: usize = 2;
+/// The writer of the input `x0`, which reloads add and remove.
+const EXTRA_WRITER: usize = OWN_WRITERS + SHARED_WRITERS;
+/// All writers.
+const WRITERS: usize = EXTRA_WRITER + 1;
+/// Longest line (without its newline) on an input of its own.
+const MAX_LINE: usize = 8192;
+/// Longest line on the shared input: with its newline, `PIPE_BUF`.
+const MAX_SHARED_LINE: usize = 4095;
+/// Lines shorter than this carry no header: `TINY` letters, one per writer.
+const TINY: usize = 24;
+/// The tmpfs for the small sink.
+const TMPFS_BYTES: usize = 4 << 20;
+
+/// How the soak runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The daemon binary.
+    pub bin: PathBuf,
+    /// How long the load runs.
+    pub duration: Duration,
+    /// Lines per second per writer (on average).
+    pub rate: u32,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Print progress every few seconds.
+    pub verbose: bool,
+}
+
+/// What a soak found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Every broken invariant, in words.
+    pub failures: Vec<String>,
+    /// Things worth knowing that are not failures (skipped parts).
+    pub notes: Vec<String>,
+    /// The summary table.
+    pub table: String,
+}
+
+// ---------------------------------------------------------------------------
+// Small tools.
+
+/// xorshift64*: a seeded generator, enough for choosing chaos.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+
+    /// True with probability `1/n`.
+    pub fn one_in(&mut self, n: u64) -> bool {
+        self.next() % n == 0
+    }
+
+    /// A line length from 1 to `max`, log-uniform (mostly short lines,
+    /// some long ones).
+    fn line_len(&mut self, max: usize) -> usize {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((max as f64).powf(u) as usize).clamp(1, max)
+    }
+
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(self.range(lo, hi))
+    }
+}
+
+fn signal(pid: u32, sig: Signal) -> bool {
+    match Pid::from_raw(pid as i32) {
+        Some(pid) => rustix::process::kill_process(pid, sig).is_ok(),
+        None => false,
+    }
+}
+
+/// Sleeps until `deadline` or until `stop` is set, whichever is first.
+fn nap(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// `VmRSS` in KiB and the number of open fds of `pid`.
+fn rss_and_fds(pid: u32) -> Option<(u64, u64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some((rss, fds))
+}
+
+/// User + system CPU time of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line; 12 and 13 after ')'.
+    field(11) + field(12)
+}
+
+// ---------------------------------------------------------------------------
+// Lines.
+
+/// The input each writer writes to.
+fn input_of(w: usize) -> &'static str {
+    const NAMES: [&str; WRITERS] = ["w0", "w1", "w2", "w3", "w4", "w5", "shared", "shared", "x0"];
+    NAMES[w]
+}
+
+/// Line `seq` of writer `w`, `len` bytes without its newline: a header
+/// `W.SEQ.LEN.K` (K is `T` for a line written unterminated, else `L`) and
+/// a payload that depends on both, or, below `TINY` bytes, the writer's
+/// letter repeated.
+fn make_line(w: usize, seq: u64, len: usize, tail: bool, out: &mut Vec<u8>) {
+    out.clear();
+    if len < TINY && !tail {
+        out.resize(len, b'a' + w as u8);
+        return;
+    }
+    let kind = if tail { 'T' } else { 'L' };
+    let _ = write!(out, "{w}.{seq}.{len}.{kind}");
+    let mut i = out.len() as u64 + seq;
+    while out.len() < len {
+        out.push(b'A' + (i % 26) as u8);
+        i += 1;
+    }
+}
+
+/// What one line turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    /// Line `seq` of writer `w`.
+    Record { w: usize, seq: u64 },
+    /// A header-less short line of writer `w`.
+    Tiny { w: usize },
+}
+
+/// Recognises a line (without its newline) as one that was written, whole.
+fn parse_line(line: &[u8]) -> Option<Parsed> {
+    if line.is_empty() {
+        return None;
+    }
+    if line.len() < TINY && line[0].is_ascii_lowercase() && line.iter().all(|&b| b == line[0]) {
+        let w = usize::from(line[0] - b'a');
+        return (w < WRITERS).then_some(Parsed::Tiny { w });
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    let mut parts = text.splitn(4, '.');
+    let w: usize = parts.next()?.parse().ok()?;
+    let seq: u64 = parts.next()?.parse().ok()?;
+    let len: usize = parts.next()?.parse().ok()?;
+    let kind = parts.next()?.as_bytes().first()?;
+    if w >= WRITERS || len != line.len() {
+        return None;
+    }
+    let mut want = Vec::with_capacity(len);
+    make_line(w, seq, len, *kind == b'T', &mut want);
+    (want == line).then_some(Parsed::Record { w, seq })
+}
+
+// ---------------------------------------------------------------------------
+// Checking what an output received.
+
+/// What one output got, line by line.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Lines counted.
+    lines: u64,
+    /// Records per writer, in arrival order checked as they come.
+    last_seq: [Option<u64>; WRITERS],
+    /// Records per writer.
+    records: [u64; WRITERS],
+    /// Header-less short lines per writer.
+    tiny: [u64; WRITERS],
+    /// Broken invariants (the first few are kept in full).
+    problems: Vec<String>,
+    /// How many problems there were.
+    problem_count: u64,
+    /// Lines that a new reader found half-read in the pipe by the one
+    /// killed before it (allowed only as a reader's first line).
+    inherited_fragments: u64,
+    /// Sink files that end with a line cut on a full disk (the daemon
+    /// counts that line as dropped).
+    cut: u64,
+}
+
+impl Seen {
+    fn problem(&mut self, what: String) {
+        self.problem_count += 1;
+        if self.problems.len() < 5 {
+            self.problems.push(what);
+        }
+    }
+
+    /// Checks one line; `first` if it is the first a new reader got.
+    fn line(&mut self, line: &[u8], first: bool) {
+        self.lines += 1;
+        match parse_line(line) {
+            Some(Parsed::Record { w, seq }) => {
+                if let Some(last) = self.last_seq[w] {
+                    if seq <= last {
+                        self.problem(format!("writer {w}: line {seq} after line {last}"));
+                    }
+                }
+                self.last_seq[w] = Some(seq);
+                self.records[w] += 1;
+            }
+            Some(Parsed::Tiny { w }) => self.tiny[w] += 1,
+            None if first => self.inherited_fragments += 1,
+            None => {
+                let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+                self.problem(format!(
+                    "torn or unknown line of {} bytes: {shown:?}",
+                    line.len()
+                ));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The daemon, its config, and the outputs.
+
+/// One subscriber of the soak.
+#[derive(Debug, Clone, Copy)]
+struct SubSpec {
+    name: &'static str,
+    policy: &'static str,
+    buffer: usize,
+    from: &'static str,
+    /// A `match` regex, if any.
+    filter: Option<&'static str>,
+    /// Readers are only stopped and continued, never killed.
+    stable: bool,
+}
+
+const SUBS: [SubSpec; 6] = [
+    SubSpec {
+        name: "blk",
+        policy: "block",
+        buffer: 65536,
+        from: r#"["w*", "shared", "x*"]"#,
+        filter: None,
+        stable: true,
+    },
+    SubSpec {
+        name: "new",
+        policy: "drop-newest",
+        buffer: 16384,
+        from: r#"["w*", "shared"]"#,
+        filter: None,
+        stable: true,
+    },
+    SubSpec {
+        name: "old",
+        policy: "drop-oldest",
+        buffer: 16384,
+        from: r#"["w*", "shared"]"#,
+        filter: None,
+        stable: true,
+    },
+    SubSpec {
+        name: "blk-churn",
+        policy: "block",
+        buffer: 32768,
+        from: r#"["w0", "w1", "w2", "shared"]"#,
+        filter: None,
+        stable: false,
+    },
+    SubSpec {
+        name: "new-churn",
+        policy: "drop-newest",
+        buffer: 8192,
+        from: r#"["w*", "shared"]"#,
+        filter: None,
+        stable: false,
+    },
+    SubSpec {
+        name: "old-churn",
+        policy: "drop-oldest",
+        buffer: 8192,
+        from: r#"["w3", "w4", "w5", "shared"]"#,
+        filter: Some(r"^[0-9]\.[0-9]*[02468]\."),
+        stable: false,
+    },
+];
+
+/// The inputs an output named by `from` reads, as writer ids.
+fn writers_of(from: &str) -> Vec<usize> {
+    (0..WRITERS)
+        .filter(|&w| {
+            let input = input_of(w);
+            from.contains(&format!("\"{input}\""))
+                || (from.contains("\"w*\"") && input.starts_with('w'))
+                || (from.contains("\"x*\"") && input.starts_with('x'))
+        })
+        .collect()
+}
+
+/// One config the reloads choose from.
+#[derive(Debug, Clone, Copy, Default)]
+struct Variant {
+    extra_input: bool,
+    extra_output: bool,
+    bigger_new: bool,
+    /// 0: valid; 1..=3: one kind of mistake each.
+    invalid: u8,
+}
+
+struct Paths {
+    root: PathBuf,
+    dir: PathBuf,
+    logs: PathBuf,
+    config: PathBuf,
+    notify: PathBuf,
+    stderr: PathBuf,
+    /// The tmpfs mount point, when there is one.
+    small: Option<PathBuf>,
+}
+
+fn config_text(p: &Paths, v: Variant) -> String {
+    let mut c = String::new();
+    let _ = writeln!(
+        c,
+        "[broker]\ndir = \"{}\"\nlog_dir = \"{}\"\nmax_line_bytes = 16384\n",
+        p.dir.display(),
+        p.logs.display()
+    );
+    for w in (0..WRITERS).filter(|&w| w != EXTRA_WRITER || v.extra_input) {
+        if w == OWN_WRITERS + 1 {
+            continue; // the second writer of `shared`
+        }
+        let _ = writeln!(c, "[inputs.{}]\nmode = 0o600\n", input_of(w));
+    }
+    for s in SUBS {
+        let buffer = if s.name == "new" && v.bigger_new {
+            2 * s.buffer
+        } else {
+            s.buffer
+        };
+        let _ = writeln!(
+            c,
+            "[subscribers.\"{}\"]\nfrom = {}\nwhen_full = \"{}\"\nbuffer_bytes = {buffer}",
+            s.name, s.from, s.policy
+        );
+        if let Some(re) = s.filter {
+            let _ = writeln!(c, "match = '{re}'");
+        }
+        c.push('\n');
+    }
+    let _ = writeln!(
+        c,
+        "[sinks.log]\npath = \"soak.log\"\nfrom = [\"w*\", \"shared\", \"x*\"]\n\
+         when_full = \"block\"\nmax_bytes = 0\nbuffer_bytes = 262144\n"
+    );
+    if let Some(small) = &p.small {
+        let _ = writeln!(
+            c,
+            "[sinks.small]\npath = \"{}/small.log\"\nfrom = [\"w0\", \"w1\"]\nformat = \"{{line}}\"\n\
+             when_full = \"drop-newest\"\nmax_bytes = 0\nbuffer_bytes = 65536\n",
+            small.display()
+        );
+    }
+    if v.extra_output {
+        let _ = writeln!(c, "[subscribers.xs]\nfrom = [\"w0\", \"x*\"]\n");
+    }
+    match v.invalid {
+        1 => c.push_str("[inputs.w0b]\nmode = 0o600\ncolour = \"blue\"\n"),
+        2 => c.push_str("[subscribers.bad]\nfrom = [\"nonexistent\"]\n"),
+        3 => c.push_str("[subscribers.bad]\nfrom = [\"w0\"]\nmatch = \"(unclosed\"\n"),
+        _ => {}
+    }
+    c
+}
+
+/// Everything spawned, killed when dropped.
+struct Procs {
+    daemon: Option<Child>,
+    readers: Vec<Arc<Mutex<Option<Child>>>>,
+    tmpfs: Option<PathBuf>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for slot in &self.readers {
+            if let Ok(mut slot) = slot.lock() {
+                if let Some(mut child) = slot.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        if let Some(mount) = &self.tmpfs {
+            let _ = Command::new("umount").arg("-l").arg(mount).status();
+        }
+    }
+}
+
+/// Final counters from the daemon's log: name → key → value.
+type Counters = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// The last `counters:` line of each input and output in `log`.
+fn parse_counters(log: &str) -> Counters {
+    let mut all = Counters::new();
+    for line in log.lines() {
+        let Some(rest) = line.split_once("counters: ").map(|(_, r)| r) else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let (Some(_kind), Some(name)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let values = words
+            .filter_map(|w| w.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect();
+        all.insert(name.to_string(), values);
+    }
+    all
+}
+
+/// State shared by the threads of one run.
+struct Shared {
+    stop: AtomicBool,
+    stop_writers: AtomicBool,
+    /// Lines each writer wrote (one `write()` each, all complete).
+    written: [AtomicU64; WRITERS],
+    /// Records each writer wrote.
+    records: [AtomicU64; WRITERS],
+    /// Highest record seq of each writer the `blk` reader has seen + 1.
+    blk_seen: [AtomicU64; WRITERS],
+    /// `READY=1` notifications so far.
+    readies: AtomicU64,
+    /// Chaos done to readers.
+    stops: AtomicU64,
+    kills: AtomicU64,
+    attaches: AtomicU64,
+    /// Writers that waited too long for their unterminated line.
+    tail_timeouts: AtomicU64,
+}
+
+fn zeros<const N: usize>() -> [AtomicU64; N] {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+/// One writer: sessions of lines, each one `write()`; a session of a
+/// writer with its own input may end with an unterminated line, after which
+/// it waits until `blk` got it (so its next session starts a new line).
+fn writer(w: usize, dir: PathBuf, rate: u32, seed: u64, sh: Arc<Shared>) {
+    let mut rng = Rng::new(seed);
+    let mut line = Vec::new();
+    let max = if input_of(w) == "shared" {
+        MAX_SHARED_LINE
+    } else {
+        MAX_LINE
+    };
+    let pause = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let path = dir.join(input_of(w));
+    while !sh.stop_writers.load(Ordering::Relaxed) {
+        // The daemon always has the read end open: this open never waits,
+        // except on an input a reload just removed (then it fails).
+        let file = match OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(_) => {
+                thread::sleep(rng.millis(50, 200));
+                continue;
+            }
+        };
+        // Blocking writes from here on: a `block` output holds writers back.
+        let _ = rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty());
+        let mut file = file;
+        let session = rng.range(1, 300);
+        let mut sent = 0;
+        let mut tail = false;
+        while sent < session && !sh.stop_writers.load(Ordering::Relaxed) {
+            let len = rng.line_len(max);
+            tail = sent + 1 == session && w < OWN_WRITERS && rng.one_in(3);
+            let seq = sh.records[w].load(Ordering::Relaxed);
+            make_line(
+                w,
+                seq,
+                len.max(if tail { TINY } else { 1 }),
+                tail,
+                &mut line,
+            );
+            let is_record = parse_line(&line) != Some(Parsed::Tiny { w });
+            if !tail {
+                line.push(b'\n');
+            }
+            match file.write(&line) {
+                Ok(n) if n == line.len() => {
+                    sh.written[w].fetch_add(1, Ordering::Relaxed);
+                    if is_record {
+                        sh.records[w].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // A short write or an error: the soak's own bug.
+                other => panic!("writer {w}: write of {} bytes: {other:?}", line.len()),
+            }
+            sent += 1;
+            if rng.one_in(4) {
+                thread::sleep(pause * 4);
+            }
+        }
+        drop(file);
+        // An unterminated line, or a line into `x0` (which a reload may
+        // retire while a new `x0` takes its place): wait until `blk` got
+        // everything, so the next session starts a new line on a pipe read
+        // after this one.
+        if tail || w == EXTRA_WRITER {
+            let seq = sh.records[w].load(Ordering::Relaxed);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while sh.blk_seen[w].load(Ordering::Relaxed) < seq {
+                if Instant::now() > deadline {
+                    sh.tail_timeouts.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            thread::sleep(rng.millis(0, 50));
+        }
+    }
+}
+
+/// Starts `cat SUB` with its output piped back to us.
+fn spawn_cat(path: &Path) -> Child {
+    Command::new("cat")
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning cat")
+}
+
+/// Reads one subscriber through successive `cat` processes, checking every
+/// line; a killed reader's half-read last line is its own loss.
+fn reader(
+    spec: SubSpec,
+    path: PathBuf,
+    slot: Arc<Mutex<Option<Child>>>,
+    seen: Arc<Mutex<Seen>>,
+    sh: Arc<Shared>,
+    seed: u64,
+) {
+    let mut rng = Rng::new(seed);
+    loop {
+        let stdout = {
+            let mut slot = slot.lock().unwrap();
+            if sh.stop.load(Ordering::Relaxed) && !spec.stable {
+                return;
+            }
+            let mut child = spawn_cat(&path);
+            let out = child.stdout.take().expect("cat stdout");
+            *slot = Some(child);
+            out
+        };
+        sh.attaches.fetch_add(1, Ordering::Relaxed);
+        let mut r = BufReader::with_capacity(1 << 16, stdout);
+        let mut line = Vec::new();
+        let mut first = true;
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if line.last() != Some(&b'\n') => {
+                    if spec.stable {
+                        seen.lock()
+                            .unwrap()
+                            .problem("a reader's last line is torn".into());
+                    }
+                    break;
+                }
+                Ok(_) => {
+                    line.pop();
+                    let mut seen = seen.lock().unwrap();
+                    seen.line(&line, first && !spec.stable);
+                    if spec.name == "blk" {
+                        if let Some(Parsed::Record { w, seq }) = parse_line(&line) {
+                            sh.blk_seen[w].fetch_max(seq + 1, Ordering::Relaxed);
+                        }
+                    }
+                    first = false;
+                }
+            }
+        }
+        if let Some(mut child) = slot.lock().unwrap().take() {
+            let _ = child.wait();
+        }
+        if spec.stable || sh.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        // Away for a while: lines routed meanwhile are discarded.
+        thread::sleep(rng.millis(0, 500));
+    }
+}
+
+/// Stops, continues and kills readers at random.
+fn chaos(subs: Vec<(SubSpec, Arc<Mutex<Option<Child>>>)>, sh: Arc<Shared>, seed: u64) {
+    let mut rng = Rng::new(seed);
+    while !sh.stop.load(Ordering::Relaxed) {
+        nap(rng.millis(100, 600), &sh.stop);
+        let (spec, slot) = &subs[rng.range(0, subs.len() as u64 - 1) as usize];
+        let pid = match slot.lock().unwrap().as_ref() {
+            Some(c) => c.id(),
+            None => continue,
+        };
+        if !spec.stable && rng.one_in(2) {
+            // Killed (or gone, if it already exited: the slot lock above
+            // was released, but a reaped pid is never signalled again
+            // because the reader clears the slot before waiting).
+            let slot = slot.lock().unwrap();
+            if slot.as_ref().map(Child::id) == Some(pid) {
+                signal(pid, Signal::KILL);
+                sh.kills.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            let stopped = {
+                let slot = slot.lock().unwrap();
+                slot.as_ref().map(Child::id) == Some(pid) && signal(pid, Signal::STOP)
+            };
+            if stopped {
+                sh.stops.fetch_add(1, Ordering::Relaxed);
+                thread::sleep(rng.millis(20, 800));
+                let slot = slot.lock().unwrap();
+                if slot.as_ref().map(Child::id) == Some(pid) {
+                    signal(pid, Signal::CONT);
+                }
+            }
+        }
+    }
+    for (_, slot) in &subs {
+        if let Some(c) = slot.lock().unwrap().as_ref() {
+            signal(c.id(), Signal::CONT);
+        }
+    }
+}
+
+/// Reads a sink file, line by line, into `seen`. The default format puts
+/// `{time} {input} ` before the line; `prefixed` says whether to expect it.
+fn check_sink_file(path: &Path, prefixed: bool, cut_ok: bool, seen: &mut Seen) {
+    let Ok(file) = File::open(path) else {
+        seen.problem(format!("cannot open {}", path.display()));
+        return;
+    };
+    let mut r = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            // A line half written on a full disk when the file was moved
+            // away, whose rest the old file then refused.
+            Ok(_) if line.last() != Some(&b'\n') && cut_ok => {
+                seen.cut += 1;
+                break;
+            }
+            Ok(_) if line.last() != Some(&b'\n') => {
+                seen.problem(format!("{}: unterminated last line", path.display()));
+                break;
+            }
+            Ok(_) => {
+                line.pop();
+                let body = if prefixed {
+                    let mut parts = line.splitn(3, |&b| b == b' ');
+                    let (time, input, body) = (parts.next(), parts.next(), parts.next());
+                    let (Some(time), Some(input), Some(body)) = (time, input, body) else {
+                        seen.problem("sink line without time and input".into());
+                        continue;
+                    };
+                    let ok_input = match parse_line(body) {
+                        Some(Parsed::Record { w, .. } | Parsed::Tiny { w }) => {
+                            input == input_of(w).as_bytes()
+                        }
+                        None => true,
+                    };
+                    if !ok_input || time.len() != 27 || !time.ends_with(b"Z") {
+                        seen.problem(format!(
+                            "sink prefix {:?}",
+                            String::from_utf8_lossy(&line[..line.len().min(60)])
+                        ));
+                    }
+                    body.to_vec()
+                } else {
+                    line.clone()
+                };
+                let before = seen.problem_count;
+                seen.line(&body, false);
+                if seen.problem_count > before && seen.problem_count <= 5 {
+                    if let Some(last) = seen.problems.last_mut() {
+                        let _ = write!(last, " (in {})", path.display());
+                    }
+                }
+            }
+            Err(e) => {
+                seen.problem(format!("{}: {e}", path.display()));
+                break;
+            }
+        }
+    }
+}
+
+/// Mounts a small tmpfs at `at` (root only).
+fn mount_tmpfs(at: &Path) -> Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("not running as root".into());
+    }
+    fs::create_dir_all(at).map_err(|e| e.to_string())?;
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o"])
+        .arg(format!("size={TMPFS_BYTES},mode=0700"))
+        .arg("tmpfs")
+        .arg(at)
+        .status()
+        .map_err(|e| format!("mount: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("mount -t tmpfs failed: {status}"))
+    }
+}
+
+/// Fills what is left of the tmpfs with a ballast file.
+fn fill(ballast: &Path) {
+    if let Ok(mut f) = File::create(ballast) {
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while f.write_all(&small).is_ok() {}
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The run.
+
+/// Runs the soak and checks everything at the end.
+pub fn run(opts: &Options) -> Report {
+    let mut report = Report::default();
+    let tmp = tempfile::Builder::new()
+        .prefix("fb-soak-")
+        .tempdir()
+        .expect("temp dir");
+    let root = tmp.path().to_path_buf();
+    let mut paths = Paths {
+        dir: root.join("fifos"),
+        logs: root.join("logs"),
+        config: root.join("soak.toml"),
+        notify: root.join("notify.sock"),
+        stderr: root.join("daemon.stderr"),
+        small: None,
+        root,
+    };
+    fs::create_dir_all(&paths.logs).unwrap();
+    let mut procs = Procs {
+        daemon: None,
+        readers: Vec::new(),
+        tmpfs: None,
+        _tmp: tmp,
+    };
+    let small_dir = paths.root.join("small");
+    match mount_tmpfs(&small_dir) {
+        Ok(()) => {
+            procs.tmpfs = Some(small_dir.clone());
+            paths.small = Some(small_dir);
+        }
+        Err(why) => report.notes.push(format!(
+            "disk-full part skipped ({why}): it needs root to mount a tmpfs"
+        )),
+    }
+    let mut variant = Variant::default();
+    fs::write(&paths.config, config_text(&paths, variant)).unwrap();
+
+    let sh = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        stop_writers: AtomicBool::new(false),
+        written: zeros(),
+        records: zeros(),
+        blk_seen: zeros(),
+        readies: AtomicU64::new(0),
+        stops: AtomicU64::new(0),
+        kills: AtomicU64::new(0),
+        attaches: AtomicU64::new(0),
+        tail_timeouts: AtomicU64::new(0),
+    });
+    let notify = UnixDatagram::bind(&paths.notify).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let status_note = Arc::new(Mutex::new(String::new()));
+    let notify_thread = {
+        let sh = sh.clone();
+        let status_note = status_note.clone();
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match notify.recv(&mut buf) {
+                    Ok(n) => {
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        if text.lines().any(|l| l == "READY=1") {
+                            sh.readies.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if let Some(s) = text.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+                            *status_note.lock().unwrap() = s.to_string();
+                        }
+                    }
+                    Err(_) if sh.stop.load(Ordering::Relaxed) => return,
+                    Err(_) => {}
+                }
+            }
+        })
+    };
+
+    let daemon = Command::new(&opts.bin)
+        .arg("--config")
+        .arg(&paths.config)
+        .env("NOTIFY_SOCKET", &paths.notify)
+        .env("RUST_LOG", "info")
+        .env("RUST_LOG_STYLE", "never")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&paths.stderr).unwrap())
+        .spawn()
+        .expect("spawning fifo-broker");
+    let pid = daemon.id();
+    procs.daemon = Some(daemon);
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    while sh.readies.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < ready_by,
+            "fifo-broker not ready within 10 s: {}",
+            fs::read_to_string(&paths.stderr).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+
+    // Readers first, so early lines have somewhere to go.
+    let mut seen: Vec<Arc<Mutex<Seen>>> = Vec::new();
+    let mut reader_threads = Vec::new();
+    let mut chaos_subs = Vec::new();
+    for (i, spec) in SUBS.iter().enumerate() {
+        let slot = Arc::new(Mutex::new(None));
+        let s = Arc::new(Mutex::new(Seen::default()));
+        procs.readers.push(slot.clone());
+        seen.push(s.clone());
+        chaos_subs.push((*spec, slot.clone()));
+        let (spec, path, sh, seed) = (
+            *spec,
+            paths.dir.join(spec.name),
+            sh.clone(),
+            opts.seed + i as u64,
+        );
+        reader_threads.push(thread::spawn(move || reader(spec, path, slot, s, sh, seed)));
+    }
+    // A stable reader is attached once a line reaches it.
+    thread::sleep(Duration::from_millis(200));
+    let chaos_thread = {
+        let sh = sh.clone();
+        let seed = opts.seed ^ 0xC4A05;
+        thread::spawn(move || chaos(chaos_subs, sh, seed))
+    };
+    let writer_threads: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (dir, sh) = (paths.dir.clone(), sh.clone());
+            let seed = opts.seed.wrapping_add(1000 + w as u64);
+            let rate = opts.rate;
+            thread::spawn(move || writer(w, dir, rate, seed, sh))
+        })
+        .collect();
+
+    // The controller: reloads, rotation, SIGUSR1, disk full; samples.
+    let mut rng = Rng::new(opts.seed ^ 0x50A4);
+    let (mut reloads, mut invalid, mut rotations, mut usr1, mut fills) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut log_seen = Seen::default();
+    let mut small_seen = Seen::default();
+    let mut small_rotated = 0u64;
+    let mut small_pending: std::collections::VecDeque<PathBuf> = Default::default();
+    let mut samples: Vec<(Duration, u64, u64)> = Vec::new();
+    let mut next_reload = Instant::now() + Duration::from_secs(2);
+    let mut next_usr1 = Instant::now() + rng.millis(1000, 6000);
+    let mut next_print = Instant::now() + Duration::from_secs(10);
+    let mut ballast: Option<Instant> = None;
+    let ballast_path = paths.small.as_ref().map(|s| s.join("ballast"));
+    let log_path = paths.logs.join("soak.log");
+    let small_path = paths.small.as_ref().map(|s| s.join("small.log"));
+    let mut last_sample = Instant::now();
+    while started.elapsed() < opts.duration {
+        thread::sleep(Duration::from_millis(50));
+        if last_sample.elapsed() >= Duration::from_secs(1) {
+            last_sample = Instant::now();
+            if let Some((rss, fds)) = rss_and_fds(pid) {
+                samples.push((started.elapsed(), rss, fds));
+            }
+        }
+        if let Some(status) = procs.daemon.as_mut().unwrap().try_wait().unwrap() {
+            report
+                .failures
+                .push(format!("fifo-broker exited during the soak: {status}"));
+            break;
+        }
+        if Instant::now() >= next_usr1 {
+            signal(pid, Signal::USR1);
+            usr1 += 1;
+            next_usr1 = Instant::now() + rng.millis(1000, 6000);
+        }
+        if let Some(ballast_path) = &ballast_path {
+            match ballast {
+                None if rng.one_in(100) => {
+                    fill(ballast_path);
+                    fills += 1;
+                    ballast = Some(Instant::now() + rng.millis(300, 3000));
+                }
+                Some(until) if Instant::now() >= until => {
+                    let _ = fs::remove_file(ballast_path);
+                    ballast = None;
+                }
+                _ => {}
+            }
+        }
+        if Instant::now() >= next_reload {
+            next_reload = Instant::now() + Duration::from_secs(2);
+            let rotate_log = rng.one_in(3);
+            let rotate_small = small_path.is_some() && rng.one_in(2);
+            variant = Variant {
+                extra_input: if rng.one_in(3) {
+                    !variant.extra_input
+                } else {
+                    variant.extra_input
+                },
+                extra_output: if rng.one_in(3) {
+                    !variant.extra_output
+                } else {
+                    variant.extra_output
+                },
+                bigger_new: rng.one_in(2),
+                invalid: if rng.one_in(4) {
+                    rng.range(1, 3) as u8
+                } else {
+                    0
+                },
+            };
+            fs::write(&paths.config, config_text(&paths, variant)).unwrap();
+            let rotated_log = paths.logs.join(format!("soak.log.{rotations}"));
+            if rotate_log && fs::rename(&log_path, &rotated_log).is_ok() {
+                rotations += 1;
+            }
+            let rotated_small = small_path
+                .as_ref()
+                .map(|p| p.with_extension(format!("log.{small_rotated}")));
+            let small_moved = rotate_small
+                && fs::rename(
+                    small_path.as_ref().unwrap(),
+                    rotated_small.as_ref().unwrap(),
+                )
+                .is_ok();
+            if small_moved {
+                small_rotated += 1;
+            }
+            let before = sh.readies.load(Ordering::SeqCst);
+            signal(pid, Signal::HUP);
+            reloads += 1;
+            if variant.invalid != 0 {
+                invalid += 1;
+                // An invalid config keeps the old one: the next valid
+                // reload must still apply from whatever ran.
+                variant.invalid = 0;
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while sh.readies.load(Ordering::SeqCst) == before && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if sh.readies.load(Ordering::SeqCst) == before {
+                report.failures.push(format!(
+                    "reload {reloads} not acknowledged with READY=1 in 10 s"
+                ));
+            }
+            // After READY=1 the sinks write to the new files: the moved
+            // ones are complete.
+            if rotate_log && rotated_log.exists() {
+                check_sink_file(&rotated_log, true, false, &mut log_seen);
+                let _ = fs::remove_file(&rotated_log);
+            }
+            if small_moved {
+                small_pending.push_back(rotated_small.unwrap());
+            }
+        }
+        // A moved sink file is complete once the sink has opened the new
+        // one: a line half written when the disk filled is finished in (or,
+        // if it still refuses, cut at the end of) the old file first.
+        while let Some(old) = small_pending.front() {
+            if !small_path.as_ref().is_some_and(|p| p.exists()) {
+                break;
+            }
+            check_sink_file(old, false, true, &mut small_seen);
+            let _ = fs::remove_file(old);
+            small_pending.pop_front();
+        }
+        if opts.verbose && Instant::now() >= next_print {
+            next_print = Instant::now() + Duration::from_secs(10);
+            let lines: u64 = sh.written.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+            eprintln!(
+                "soak {:>4}s: {lines} lines written, {reloads} reloads, rss/fds {:?}",
+                started.elapsed().as_secs(),
+                samples.last().map(|s| (s.1, s.2))
+            );
+        }
+    }
+    let load_time = started.elapsed();
+
+    // Stop the load, let everything drain, then check idleness.
+    sh.stop_writers.store(true, Ordering::SeqCst);
+    sh.stop.store(true, Ordering::SeqCst);
+    let _ = chaos_thread.join();
+    for t in writer_threads {
+        if t.join().is_err() {
+            report
+                .failures
+                .push("a writer failed (see its panic above)".into());
+        }
+    }
+    if let Some(b) = &ballast_path {
+        let _ = fs::remove_file(b);
+    }
+    let written: Vec<u64> = sh
+        .written
+        .iter()
+        .map(|a| a.load(Ordering::SeqCst))
+        .collect();
+    let records: Vec<u64> = sh
+        .records
+        .iter()
+        .map(|a| a.load(Ordering::SeqCst))
+        .collect();
+    let drain_by = Instant::now() + Duration::from_secs(60);
+    while (0..WRITERS).any(|w| sh.blk_seen[w].load(Ordering::SeqCst) < records[w])
+        && Instant::now() < drain_by
+    {
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The small sink retries on a backoff of up to 10 s after a full disk.
+    thread::sleep(Duration::from_secs(if paths.small.is_some() {
+        11
+    } else {
+        1
+    }));
+    let cpu_before = cpu_ticks(pid);
+    thread::sleep(Duration::from_secs(3));
+    let idle_ticks = cpu_ticks(pid) - cpu_before;
+
+    signal(pid, Signal::TERM);
+    let exit_by = Instant::now() + Duration::from_secs(15);
+    let mut exit = None;
+    while exit.is_none() && Instant::now() < exit_by {
+        exit = procs.daemon.as_mut().unwrap().try_wait().unwrap();
+        thread::sleep(Duration::from_millis(20));
+    }
+    match exit {
+        Some(st) if st.code() == Some(0) => {}
+        Some(st) => report
+            .failures
+            .push(format!("fifo-broker exited with {st} on SIGTERM")),
+        None => report
+            .failures
+            .push("fifo-broker did not exit within 15 s of SIGTERM".into()),
+    }
+    // Readers waiting in open() for a daemon that is gone never return.
+    for slot in &procs.readers {
+        if let Some(c) = slot.lock().unwrap().as_mut() {
+            let _ = c.kill();
+        }
+    }
+    for t in reader_threads {
+        let _ = t.join();
+    }
+    let _ = notify_thread.join();
+    let log = fs::read_to_string(&paths.stderr).unwrap_or_default();
+    if log.contains("panicked") {
+        report
+            .failures
+            .push("fifo-broker panicked (see its log)".into());
+    }
+    let counters = parse_counters(&log);
+
+    // The sinks' last files.
+    check_sink_file(&log_path, true, false, &mut log_seen);
+    if let Some(p) = &small_path {
+        for old in &small_pending {
+            check_sink_file(old, false, true, &mut small_seen);
+        }
+        check_sink_file(p, false, false, &mut small_seen);
+    }
+
+    // Inputs: what was written came in.
+    for (w, &wrote) in written.iter().enumerate().take(OWN_WRITERS) {
+        let got = counters
+            .get(input_of(w))
+            .and_then(|c| c.get("lines_in"))
+            .copied();
+        if got != Some(wrote) {
+            report.failures.push(format!(
+                "input {}: lines_in {got:?}, writer wrote {wrote}",
+                input_of(w)
+            ));
+        }
+    }
+    let shared_written = written[OWN_WRITERS] + written[OWN_WRITERS + 1];
+    let got = counters
+        .get("shared")
+        .and_then(|c| c.get("lines_in"))
+        .copied();
+    if got != Some(shared_written) {
+        report.failures.push(format!(
+            "input shared: lines_in {got:?}, writers wrote {shared_written}"
+        ));
+    }
+    // What each output was routed: its inputs' lines (x0's from its writer,
+    // as a reload may have removed it and its counters).
+    let routed = |from: &str| -> u64 { writers_of(from).iter().map(|&w| written[w]).sum() };
+
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "{:<10} {:<11} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>5} {:>3} books",
+        "output",
+        "when_full",
+        "routed",
+        "lines_out",
+        "dropped",
+        "discarded",
+        "filtered",
+        "read",
+        "frags",
+        "cut",
+    );
+    let mut outputs: Vec<(&str, &str, &str, Seen, bool)> = Vec::new();
+    for (spec, s) in SUBS.iter().zip(&seen) {
+        let s = std::mem::take(&mut *s.lock().unwrap());
+        outputs.push((spec.name, spec.policy, spec.from, s, spec.stable));
+    }
+    let all = r#"["w*", "shared", "x*"]"#;
+    outputs.push(("log", "block", all, log_seen, true));
+    if paths.small.is_some() {
+        outputs.push(("small", "drop-newest", r#"["w0", "w1"]"#, small_seen, true));
+    }
+    for (name, policy, from, s, stable) in &outputs {
+        let c = counters.get(*name).cloned().unwrap_or_default();
+        let get = |k: &str| c.get(k).copied().unwrap_or(0);
+        let routed = routed(from);
+        let (out, dropped, discarded, filtered) = (
+            get("lines_out"),
+            get("dropped"),
+            get("discarded"),
+            get("filtered"),
+        );
+        let mut books = Vec::new();
+        if c.is_empty() {
+            books.push("no counters".to_string());
+        }
+        if out + dropped + discarded + filtered != routed {
+            books.push(format!("routed {routed} != out+dropped+discarded+filtered"));
+        }
+        if *stable && s.lines != out {
+            books.push(format!("read {} != lines_out {out}", s.lines));
+        }
+        if !*stable && s.lines > out {
+            books.push(format!("read {} > lines_out {out}", s.lines));
+        }
+        if *policy == "block" && *stable {
+            for w in writers_of(from) {
+                if s.records[w] != records[w] {
+                    books.push(format!(
+                        "writer {w}: {} of {} lines",
+                        s.records[w], records[w]
+                    ));
+                }
+            }
+        }
+        if *policy == "block" && *stable && (dropped != 0 || discarded != 0) {
+            books.push(format!(
+                "a stable block output lost lines ({dropped} dropped, {discarded} discarded)"
+            ));
+        }
+        if s.problem_count > 0 {
+            books.push(format!(
+                "{} bad lines, e.g. {:?}",
+                s.problem_count, s.problems
+            ));
+        }
+        let _ = writeln!(
+            table,
+            "{name:<10} {policy:<11} {routed:>9} {out:>9} {dropped:>8} {discarded:>9} {filtered:>8} {:>9} {:>5} {:>3} {}",
+            s.lines,
+            s.inherited_fragments,
+            s.cut,
+            if books.is_empty() { "ok" } else { "FAIL" }
+        );
+        for b in books {
+            report.failures.push(format!("{name}: {b}"));
+        }
+    }
+
+    // Resources: after warm-up, within 10 % of the warm-up's peak.
+    let warm = (load_time / 5)
+        .max(Duration::from_secs(10))
+        .min(load_time / 2);
+    let peak = |f: &dyn Fn(&(Duration, u64, u64)) -> u64, after: bool| {
+        samples
+            .iter()
+            .filter(|s| (s.0 > warm) == after)
+            .map(f)
+            .max()
+            .unwrap_or(0)
+    };
+    let (rss_warm, rss_after) = (peak(&|s| s.1, false), peak(&|s| s.1, true));
+    let (fds_warm, fds_after) = (peak(&|s| s.2, false), peak(&|s| s.2, true));
+    let rss_min = samples
+        .iter()
+        .filter(|s| s.0 > warm)
+        .map(|s| s.1)
+        .min()
+        .unwrap_or(0);
+    if rss_after * 10 > rss_warm * 11 {
+        report.failures.push(format!(
+            "RSS grew from {rss_warm} KiB (warm-up peak) to {rss_after} KiB"
+        ));
+    }
+    if fds_after * 10 > fds_warm * 11 {
+        report.failures.push(format!(
+            "fds grew from {fds_warm} (warm-up peak) to {fds_after}"
+        ));
+    }
+    // 100 ticks a second: more than 2 ticks in 3 s idle is not idle.
+    if idle_ticks > 2 {
+        report.failures.push(format!(
+            "{idle_ticks} CPU ticks in 3 s after the load stopped"
+        ));
+    }
+    if sh.tail_timeouts.load(Ordering::SeqCst) > 0 {
+        report.failures.push(format!(
+            "{} unterminated lines not delivered within 30 s",
+            sh.tail_timeouts.load(Ordering::SeqCst)
+        ));
+    }
+
+    let total: u64 = written.iter().sum();
+    let _ = writeln!(
+        table,
+        "\nload {:.0} s, seed {}: {total} lines written ({:.0}/s), {} with a header; \
+         {reloads} reloads ({invalid} invalid), {rotations} log rotations, \
+         {small_rotated} small-sink rotations, {fills} disk fills, {usr1} SIGUSR1",
+        load_time.as_secs_f64(),
+        opts.seed,
+        total as f64 / load_time.as_secs_f64(),
+        records.iter().sum::<u64>(),
+    );
+    let _ = writeln!(
+        table,
+        "readers: {} attaches, {} SIGSTOP/SIGCONT, {} SIGKILL; after warm-up ({} s): \
+         RSS {rss_min}-{rss_after} KiB (warm-up peak {rss_warm}), fds peak {fds_after} \
+         (warm-up peak {fds_warm}); idle CPU {idle_ticks} ticks/3 s; exit {}",
+        sh.attaches.load(Ordering::SeqCst),
+        sh.stops.load(Ordering::SeqCst),
+        sh.kills.load(Ordering::SeqCst),
+        warm.as_secs(),
+        exit.map_or("none".to_string(), |s| s.to_string()),
+    );
+    let _ = writeln!(table, "last STATUS={}", status_note.lock().unwrap());
+    report.table = table;
+    report
+}
+
+/// `--seconds N --seed N --rate N` from the command line.
+pub fn options_from_args(bin: PathBuf) -> Options {
+    let mut opts = Options {
+        bin,
+        duration: Duration::from_secs(600),
+        rate: 200,
+        seed: 16,
+        verbose: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || -> u64 {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{a} needs a number"))
+        };
+        match a.as_str() {
+            "--seconds" => opts.duration = Duration::from_secs(value()),
+            "--seed" => opts.seed = value(),
+            "--rate" => opts.rate = value() as u32,
+            "--bench" => {}
+            other => panic!("unknown argument {other}; use --seconds N --seed N --rate N"),
+        }
+    }
+    opts
+}
