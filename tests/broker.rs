@@ -3288,6 +3288,23 @@ mod forwards {
         conn
     }
 
+    /// Accepts the forward's connection on `server` and reads until `want`
+    /// arrived (or `TIMEOUT`); returns what came.
+    fn receive_until(server: &TcpListener, want: &[u8], what: &str) -> Vec<u8> {
+        let mut conn = accept_within(server, what);
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + TIMEOUT;
+        while !super::contains(&got, want) && Instant::now() < deadline {
+            let mut buf = [0u8; 4096];
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    }
+
     fn host() -> String {
         rustix::system::uname()
             .nodename()
@@ -3486,17 +3503,7 @@ from = ["app"]
         assert_eq!(c.raw("forward", "central", "state"), "disconnected", "{c}");
 
         let server = TcpListener::bind(("127.0.0.1", port)).expect("binding the late server");
-        let mut conn = accept_within(&server, "the forward connects by itself");
-        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut got = Vec::new();
-        let deadline = Instant::now() + TIMEOUT;
-        while !super::contains(&got, b"while down") && Instant::now() < deadline {
-            let mut buf = [0u8; 4096];
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
+        let got = receive_until(&server, b"while down", "the forward connects by itself");
         assert!(
             super::contains(&got, b"- - while down"),
             "the queued line arrives: {:?}",
@@ -3724,17 +3731,11 @@ from = ["app"]
         d.rewrite_config(&config(server.local_addr().unwrap().port()));
         d.signal(Signal::HUP);
         d.wait_notify_n("READY=1", 2, TIMEOUT);
-        let mut conn = accept_within(&server, "the renewed forward connects");
-        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut got = Vec::new();
-        let deadline = Instant::now() + TIMEOUT;
-        while !super::contains(&got, b"queued while down") && Instant::now() < deadline {
-            let mut buf = [0u8; 4096];
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
+        let got = receive_until(
+            &server,
+            b"queued while down",
+            "the renewed forward connects",
+        );
         assert!(
             super::contains(&got, b"- - queued while down"),
             "the line queued before the reload reaches the new server: {:?}",
