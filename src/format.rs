@@ -151,6 +151,12 @@ impl Format {
     }
 }
 
+/// The host's name (`uname -n`): `{host}`, and the default syslog HOSTNAME.
+pub(crate) fn host_name() -> String {
+    let uname = rustix::system::uname();
+    uname.nodename().to_string_lossy().into_owned()
+}
+
 /// The `{time}` stamp: RFC 3339, UTC, microseconds.
 pub fn timestamp(now: std::time::SystemTime) -> String {
     humantime::format_rfc3339_micros(now).to_string()

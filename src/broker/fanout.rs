@@ -112,7 +112,7 @@ impl FanOut {
         let spare = std::mem::take(&mut self.lanes.spare);
         self.lanes = Lanes {
             spare,
-            host: host_name(),
+            host: crate::format::host_name(),
             ..Lanes::default()
         };
     }
@@ -214,10 +214,4 @@ impl FanOut {
             output.reopen();
         }
     }
-}
-
-/// The host's name (`uname -n`), for `{host}`.
-fn host_name() -> String {
-    let uname = rustix::system::uname();
-    uname.nodename().to_string_lossy().into_owned()
 }

@@ -68,7 +68,7 @@ impl Validator<'_> {
             hostname: raw
                 .hostname
                 .as_ref()
-                .map_or_else(host_name, |h| h.get_ref().clone()),
+                .map_or_else(crate::format::host_name, |h| h.get_ref().clone()),
             app_name: (raw.app_name.as_ref()).map_or("{input}".into(), |a| a.get_ref().clone()),
             subject: self.subject(key, raw, nats)?,
             credentials: self.credentials(key, raw)?,
@@ -217,12 +217,4 @@ impl Validator<'_> {
         let base = self.at.file.parent().unwrap_or(Path::new("/"));
         base.join(path)
     }
-}
-
-/// The host's name, the default syslog HOSTNAME.
-fn host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
 }
