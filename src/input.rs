@@ -19,7 +19,8 @@
 //! the read buffer (no copy) unless a line must be truncated. This module
 //! never routes: it hands [`Batch`]es to the broker.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -61,11 +62,17 @@ pub(crate) struct Input {
     /// The pipe whose writers are gone (its tail already delivered), until
     /// [`Input::end_of_writers`] deals with it.
     eof: Option<usize>,
+    /// The last read was large: a writer streams into this input.
+    streaming: bool,
+    /// The most the next read takes (what a tee gave the mirrors).
+    limit: Option<usize>,
 }
 
 /// One read end and the line in progress on it.
 #[derive(Debug)]
 struct Pipe {
+    /// Unique among every pipe the daemon reads (see [`Batch::pipe`]).
+    serial: u64,
     /// The non-blocking read end.
     fd: OwnedFd,
     /// The start of a line whose end has not arrived yet (at most
@@ -77,14 +84,23 @@ struct Pipe {
     size: usize,
 }
 
+/// The next [`Pipe::serial`].
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
 impl Pipe {
     fn new(fd: OwnedFd) -> Pipe {
         Pipe {
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             size: PipeBudget::size_of(&fd).max(MIN_READ),
             fd,
             carry: Vec::new(),
             framer: Framer::default(),
         }
+    }
+
+    /// How much the next read asks for.
+    fn want(&self, buf: &ReadBuf) -> usize {
+        read_size(self.size).min(buf.max_read).min(MAX_READ)
     }
 }
 
@@ -121,13 +137,45 @@ impl ReadBuf {
     }
 }
 
-/// Complete lines read from one input, each ending in `\n`.
+/// Complete lines read from one input, each ending in `\n`, and the
+/// unfinished line after them.
+///
+/// For the zero-copy path (`tee(2)` to subscribers that take one input's
+/// lines as they are): `lines` followed by `tail` are the pipe's bytes from
+/// the start of the first line on (the line in progress began in earlier
+/// reads), except where a line was truncated.
 #[derive(Debug)]
 pub(crate) struct Batch<'a> {
     /// The lines.
     pub(crate) lines: &'a [u8],
     /// How many.
     pub(crate) count: u64,
+    /// The pipe they came from (a serial number no other pipe has).
+    pub(crate) pipe: u64,
+    /// The start of a line whose end has not come yet.
+    pub(crate) tail: &'a [u8],
+    /// A writer streams into the pipe (the read was large), so the end of
+    /// `tail` is most likely there already: a mirror may take `tail` now.
+    /// Never set for small reads, so an interactive writer's unfinished line
+    /// (`printf 'no newline'`) reaches no reader before its end.
+    pub(crate) streaming: bool,
+}
+
+/// Where a `tee(2)` may copy from before the next [`Input::read`]: the only
+/// pipe, its unread bytes being the next ones of the stream after the
+/// `carried` bytes of an unfinished line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TeeSource<'a> {
+    /// The read end.
+    pub(crate) fd: BorrowedFd<'a>,
+    /// [`Batch::pipe`] of what the read will return.
+    pub(crate) pipe: u64,
+    /// Bytes of the unfinished line read already.
+    pub(crate) carried: usize,
+    /// The most a tee may copy: no more than the read will take, and never
+    /// so much that a line could pass `max_line_bytes` (truncation changes
+    /// the bytes, and a tee cannot).
+    pub(crate) cap: usize,
 }
 
 /// What one [`Input::read`] found.
@@ -176,6 +224,8 @@ impl Input {
             error_warning: RateLimit::default(),
             retired: false,
             eof: None,
+            streaming: false,
+            limit: None,
         }
     }
 
@@ -282,27 +332,68 @@ impl Input {
         Read::Lines(Batch {
             lines: framed.lines,
             count: framed.count,
+            pipe: pipe.serial,
+            tail: framed.tail,
+            streaming: self.streaming,
+        })
+    }
+
+    /// Mirrors got `n` bytes by `tee(2)` (the most any got): the next read
+    /// takes no more, or the rest would have to be copied to them.
+    pub(crate) fn teed(&mut self, n: usize) {
+        self.limit = (n > 0).then_some(n);
+    }
+
+    /// Where to `tee(2)` from before the next [`read`](Input::read), if the
+    /// next read's bytes can be passed on as they are: a writer streams into
+    /// the input (a tee may stop in the middle of a line, whose end then
+    /// most likely follows at once), it has one pipe, no line is being
+    /// skipped for its length, and there is room under `max`
+    /// (`max_line_bytes`) for more of the line in progress.
+    pub(crate) fn tee_source(&self, buf: &ReadBuf, max: usize) -> Option<TeeSource<'_>> {
+        let [pipe] = self.pipes.as_slice() else {
+            return None;
+        };
+        if !self.streaming || self.eof.is_some() || pipe.framer.is_skipping() {
+            return None;
+        }
+        let carried = pipe.carry.len();
+        let cap = pipe.want(buf).min(max.saturating_sub(carried));
+        (cap > 0).then(|| TeeSource {
+            fd: std::os::fd::AsFd::as_fd(&pipe.fd),
+            pipe: pipe.serial,
+            carried,
+            cap,
         })
     }
 
     /// One `read()` into `buf` after the pipe's carried bytes, trying the
-    /// pipes oldest first until one has data or its end. A read that fills
-    /// its request means the writer is ahead: the pipe grows, if `pipes`
-    /// allows (the broker passes it only while the outputs keep up, so a
-    /// writer held back by a full `block` output meets the pipe it had).
+    /// pipes oldest first until one has data or its end; a pipe with an
+    /// unfinished line is the only one tried until that line ends (a
+    /// subscriber may have its first bytes already, so no other pipe's
+    /// lines may come between). A read that fills its request means the
+    /// writer is ahead: the pipe grows, if `pipes` allows (the broker passes
+    /// it only while the outputs keep up, so a writer held back by a full
+    /// `block` output meets the pipe it had).
     fn fill(&mut self, buf: &mut ReadBuf, pipes: Option<&PipeBudget>) -> Fill {
+        let unfinished = self.pipes.iter().position(|pipe| !pipe.carry.is_empty());
         for (p, pipe) in self.pipes.iter_mut().enumerate() {
+            if unfinished.is_some_and(|u| u != p) {
+                continue;
+            }
             let carried = pipe.carry.len();
-            let want = read_size(pipe.size).min(buf.max_read).min(MAX_READ);
+            let want = pipe.want(buf);
+            let ask = self.limit.take().map_or(want, |limit| limit.min(want));
             if buf.data.len() < carried + want {
                 // A reload lowered max_line_bytes under a line in progress.
                 buf.data.resize(carried + want, 0);
             }
             buf.data[..carried].copy_from_slice(&pipe.carry);
             loop {
-                match rustix::io::read(&pipe.fd, &mut buf.data[carried..carried + want]) {
+                match rustix::io::read(&pipe.fd, &mut buf.data[carried..carried + ask]) {
                     Ok(0) => return Fill::Eof(p),
                     Ok(n) => {
+                        self.streaming = n >= want / 2;
                         if let Some(pipes) = pipes.filter(|_| n == want) {
                             pipes.grow(&pipe.fd, &mut pipe.size);
                         }
@@ -348,6 +439,9 @@ impl Input {
         Some(Batch {
             lines: &buf.scratch,
             count: 1,
+            pipe: pipe.serial,
+            tail: &[],
+            streaming: false,
         })
     }
 

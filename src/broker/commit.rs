@@ -37,6 +37,7 @@ impl Broker {
         self.remove_outputs(remove);
         self.commit_inputs(&config, inputs, &keys);
         self.fanout.index_timers();
+        self.index_mirrors();
         if self.world.pipe_bytes != config.pipe_bytes {
             self.world.pipes = std::rc::Rc::new(crate::world::PipeBudget::new(config.pipe_bytes));
         }
@@ -84,6 +85,19 @@ impl Broker {
             keys.push(key);
         }
         keys
+    }
+
+    /// Marks the subscribers fed by exactly one input (retired ones
+    /// included) that take its lines as they are (the zero-copy path).
+    fn index_mirrors(&mut self) {
+        let mut feeds = std::collections::HashMap::<usize, usize>::new();
+        for (_, input) in &self.inputs {
+            for &o in input.routes() {
+                *feeds.entry(o).or_default() += 1;
+            }
+        }
+        let feeds = |key| feeds.get(&key).copied().unwrap_or(0);
+        self.fanout.index_mirrors(&self.world, feeds);
     }
 
     /// Outputs the config no longer has: closed (subscriber FIFOs removed,

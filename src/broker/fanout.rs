@@ -14,7 +14,7 @@ use slab::Slab;
 
 use crate::filter::{Filter, Selection};
 use crate::format::{timestamp, Context, Format};
-use crate::input::Batch;
+use crate::input::{Batch, TeeSource};
 use crate::output::Output;
 use crate::world::World;
 
@@ -173,6 +173,10 @@ impl FanOut {
         let mut time: Option<String> = None;
         for &o in routes {
             let output = &mut self.outputs[o];
+            if output.is_mirror() {
+                output.deliver(batch, world);
+                continue;
+            }
             let (data, count) = self.lanes.data(output.lane(), batch, input, &mut time);
             if count < batch.count {
                 output.count_filtered(batch.count - count);
@@ -180,6 +184,27 @@ impl FanOut {
             if count > 0 {
                 output.offer(data, count, world);
             }
+        }
+    }
+
+    /// Zero-copy: the mirrors among `routes` take what they can of the
+    /// input pipe `src` before it is read. Returns the most any took.
+    pub(super) fn tee(&mut self, routes: &[usize], src: TeeSource) -> usize {
+        let mut most = 0;
+        for &o in routes {
+            most = most.max(self.outputs[o].tee(src));
+        }
+        most
+    }
+
+    /// Makes exactly the subscribers that take one input's lines as they
+    /// are mirrors: format `{line}`, no filter, and `feeds(key)` (fed by one
+    /// input only).
+    pub(super) fn index_mirrors(&mut self, world: &World, feeds: impl Fn(usize) -> usize) {
+        for (key, output) in &mut self.outputs {
+            let (filter, format) = self.lanes.lanes[output.lane()];
+            let verbatim = filter.is_none() && self.lanes.formats[format].is_verbatim();
+            output.set_mirror(verbatim && feeds(key) == 1, world);
         }
     }
 

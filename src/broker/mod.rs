@@ -255,6 +255,10 @@ impl Broker {
             }
             let keeping_up = self.fanout.all_drained(input.routes());
             let pipes = Some(&*self.world.pipes).filter(|_| keeping_up);
+            if let Some(src) = input.tee_source(&self.buf, max) {
+                let teed = self.fanout.tee(input.routes(), src);
+                input.teed(teed);
+            }
             match input.read(&mut self.buf, max, pipes) {
                 Read::Lines(batch) => {
                     bytes += batch.lines.len();

@@ -33,6 +33,7 @@ pub(crate) use subscriber::Subscriber;
 
 use crate::config::OutputConfig;
 use crate::fifodir::FifoDir;
+use crate::input::{Batch, TeeSource};
 use crate::outbox::Outbox;
 use crate::stats::{suppressed_note, OutputStats, RateLimit};
 use crate::world::World;
@@ -237,7 +238,7 @@ pub(crate) trait Target {
     fn close(&mut self, world: &World);
     /// Delivers `data`, `lines` complete lines (see [`offer`]).
     fn offer(&mut self, data: &[u8], lines: u64, world: &World) {
-        offer(self, data, lines, world)
+        offer(self, data, lines, 0, world)
     }
     /// Writes what is queued (see [`flush`]).
     fn flush(&mut self, world: &World) {
@@ -254,17 +255,25 @@ pub(crate) trait Target {
 }
 
 /// Delivers `data` (`lines` complete lines): straight to the kernel if
-/// nothing is queued, the rest into the outbox under its policy.
-fn offer<T: Target + ?Sized>(t: &mut T, data: &[u8], lines: u64, world: &World) {
+/// nothing is queued, the rest into the outbox under its policy. The target
+/// already has the first `skip` bytes (the start of a line, passed on
+/// earlier by the zero-copy path), unless its reader changes on the way.
+fn offer<T: Target + ?Sized>(t: &mut T, all: &[u8], lines: u64, skip: usize, world: &World) {
+    let mut skip = skip.min(all.len());
     // Twice at most: if the reader turns out to be gone, a new one may
-    // already be waiting for this very line.
+    // already be waiting for this very line, from its start.
     for _ in 0..2 {
         if !t.connect(world) {
             break;
         }
+        let from = std::mem::take(&mut skip);
+        let (data, continues) = (&all[from..], from > 0);
         t.core_mut().stats.lines_out += lines;
+        if data.is_empty() {
+            return;
+        }
         if !t.core().outbox.is_empty() || t.holding() {
-            t.core_mut().queue(T::KIND, data, false);
+            t.core_mut().queue(T::KIND, data, continues);
             return;
         }
         let result = loop {
@@ -277,7 +286,10 @@ fn offer<T: Target + ?Sized>(t: &mut T, data: &[u8], lines: u64, world: &World) 
             Ok(n) => {
                 t.core_mut().stats.bytes_out += n as u64;
                 if n < data.len() {
-                    let continues = n > 0 && data[n - 1] != b'\n';
+                    let continues = match n {
+                        0 => continues,
+                        n => data[n - 1] != b'\n',
+                    };
                     t.core_mut().queue(T::KIND, &data[n..], continues);
                     if t.finishes_short_writes() {
                         flush(t, world);
@@ -286,12 +298,12 @@ fn offer<T: Target + ?Sized>(t: &mut T, data: &[u8], lines: u64, world: &World) 
                 return;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                t.core_mut().queue(T::KIND, data, false);
+                t.core_mut().queue(T::KIND, data, continues);
                 return;
             }
             Err(e) => match t.failed(e, world) {
                 Failure::Retry => {
-                    t.core_mut().queue(T::KIND, data, false);
+                    t.core_mut().queue(T::KIND, data, continues);
                     return;
                 }
                 Failure::Gone => {
@@ -400,6 +412,36 @@ impl Output {
     /// Delivers `data`, `lines` complete lines.
     pub(crate) fn offer(&mut self, data: &[u8], lines: u64, world: &World) {
         each!(self, o => o.offer(data, lines, world))
+    }
+
+    /// True if it is a subscriber that takes one input's lines as they are
+    /// (the zero-copy path; see [`subscriber`]).
+    pub(crate) fn is_mirror(&self) -> bool {
+        matches!(self, Output::Subscriber(s) if s.is_mirror())
+    }
+
+    /// Makes a subscriber a mirror, or not (on reload; see
+    /// [`Output::is_mirror`]).
+    pub(crate) fn set_mirror(&mut self, mirror: bool, world: &World) {
+        if let Output::Subscriber(s) = self {
+            s.set_mirror(mirror, world);
+        }
+    }
+
+    /// Zero-copy: a mirror takes what it can of `src` with `tee(2)`;
+    /// returns how much.
+    pub(crate) fn tee(&mut self, src: TeeSource) -> usize {
+        match self {
+            Output::Subscriber(s) => s.tee(src),
+            _ => 0,
+        }
+    }
+
+    /// Delivers `batch` to a mirror as the input pipe's bytes.
+    pub(crate) fn deliver(&mut self, batch: &Batch, world: &World) {
+        if let Output::Subscriber(s) = self {
+            s.deliver(batch, world);
+        }
     }
 
     /// Writes what is queued.

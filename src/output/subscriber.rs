@@ -7,6 +7,17 @@
 //! daemon polls nothing. An attached writer stays registered for WRITABLE so
 //! that `EPOLLERR` tells the loop at once when the reader goes away; its
 //! queue is then discarded and counted, never delivered to a later reader.
+//!
+//! Zero-copy: a subscriber that takes one input's lines as they are (a
+//! *mirror*: format `{line}`, no filter, fed by exactly one input) gets the
+//! input pipe's bytes with `tee(2)` before the daemon reads them, so an extra
+//! subscriber costs a system call, not a copy. A tee cannot stop at a line's
+//! end, so a mirror may hold the first bytes of an unfinished line
+//! ([`Ahead`]); the broker hands it each batch as the pipe's bytes
+//! ([`Subscriber::deliver`]) so it gets the rest of that line and nothing
+//! twice. Its queue still only ever starts mid-line with a line it is owed
+//! the rest of, so no policy tears a line, and a reader that attaches starts
+//! at a line's start.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -17,8 +28,9 @@ use mio::Interest;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 
-use super::{flush, Core, Failure, Kind, State, Target};
+use super::{flush, offer, Core, Failure, Kind, State, Target};
 use crate::fifodir::{FifoDir, FifoId};
+use crate::input::{Batch, TeeSource};
 use crate::stats::suppressed_note;
 use crate::world::{PipeBudget, World};
 
@@ -34,6 +46,19 @@ pub(crate) struct Subscriber {
     /// The attached pipe's capacity, and how much of it is growth taken
     /// from the budget (given back when the reader leaves).
     pipe: PipeState,
+    /// Takes one input's lines as they are: eligible for `tee(2)`.
+    mirror: bool,
+    /// The start of an unfinished line the attached reader has already.
+    ahead: Option<Ahead>,
+}
+
+/// How far into an input pipe's unfinished line a mirror is.
+#[derive(Debug, Clone, Copy)]
+struct Ahead {
+    /// [`Batch::pipe`] of that pipe.
+    pipe: u64,
+    /// Bytes of the line it has.
+    bytes: usize,
 }
 
 /// A subscriber pipe's capacity, for adaptive growth.
@@ -97,11 +122,113 @@ impl Subscriber {
             fifo,
             writer: None,
             pipe: PipeState::default(),
+            mirror: false,
+            ahead: None,
+        }
+    }
+
+    /// True if it takes one input's lines as they are (see the module).
+    pub(super) fn is_mirror(&self) -> bool {
+        self.mirror
+    }
+
+    /// Says whether it takes one input's lines as they are (on reload). One
+    /// that stops while it holds an unfinished line's start gets that line
+    /// ended here: what follows may come from elsewhere.
+    pub(super) fn set_mirror(&mut self, mirror: bool, world: &World) {
+        if !mirror {
+            self.end_line(world);
+        }
+        self.mirror = mirror;
+    }
+
+    /// Ends the unfinished line the reader has the start of, if any (its
+    /// input changed under it in a reload).
+    fn end_line(&mut self, world: &World) {
+        if self.ahead.take().is_some() {
+            log::debug!(
+                "subscriber {}: a reload changed its input in the middle of a line; \
+                 the line was ended early",
+                self.core.name
+            );
+            offer(self, b"\n", 0, 0, world);
+        }
+    }
+
+    /// Zero-copy: duplicates up to `src.cap` bytes of the input pipe into
+    /// its own pipe, if it is a mirror with a reader, nothing queued, and
+    /// has exactly the bytes of the line in progress that were read so far.
+    /// A full pipe or a reader gone is left to the write that follows.
+    /// Returns the bytes it took.
+    pub(super) fn tee(&mut self, src: TeeSource) -> usize {
+        let Some(fd) = &self.writer else {
+            return 0;
+        };
+        let have = match self.ahead {
+            None => 0,
+            Some(a) if a.pipe == src.pipe => a.bytes,
+            Some(_) => return 0,
+        };
+        if !self.mirror || have != src.carried || !self.core.outbox.is_empty() {
+            return 0;
+        }
+        let flags = rustix::pipe::SpliceFlags::NONBLOCK;
+        match rustix::pipe::tee(src.fd, fd, src.cap, flags) {
+            Ok(n) if n > 0 => {
+                self.core.stats.bytes_out += n as u64;
+                self.ahead = Some(Ahead {
+                    pipe: src.pipe,
+                    bytes: src.carried + n,
+                });
+                n
+            }
+            _ => 0,
+        }
+    }
+
+    /// Delivers `batch` to a mirror as the pipe's bytes: what it does not
+    /// have of the lines, then, if a writer streams and nothing is queued,
+    /// what it can of the unfinished line after them (so the next read can
+    /// be teed).
+    pub(super) fn deliver(&mut self, batch: &Batch, world: &World) {
+        let skip = match self.ahead.take() {
+            Some(a) if a.pipe == batch.pipe => a.bytes,
+            Some(a) => {
+                self.ahead = Some(a);
+                self.end_line(world);
+                0
+            }
+            None => 0,
+        };
+        offer(self, batch.lines, batch.count, skip, world);
+        if self.writer.is_none() {
+            return;
+        }
+        let mut have = skip.saturating_sub(batch.lines.len());
+        if batch.streaming && self.core.outbox.is_empty() && have < batch.tail.len() {
+            match self.write(&batch.tail[have..]) {
+                Ok(n) => {
+                    self.core.stats.bytes_out += n as u64;
+                    have += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.failed(e, world);
+                    return;
+                }
+            }
+        }
+        if have > 0 {
+            self.ahead = Some(Ahead {
+                pipe: batch.pipe,
+                bytes: have,
+            });
         }
     }
 
     /// Drops the attached writer (if any), discarding and counting its queue.
     fn detach(&mut self, world: &World) {
+        self.ahead = None;
         if let Some(fd) = self.writer.take() {
             self.pipe.release();
             let _ = world.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
