@@ -159,6 +159,9 @@ pub(crate) struct Batch<'a> {
     /// Never set for small reads, so an interactive writer's unfinished line
     /// (`printf 'no newline'`) reaches no reader before its end.
     pub(crate) streaming: bool,
+    /// A line in `lines` was truncated: from its cut on, they are not the
+    /// pipe's bytes.
+    pub(crate) truncated: bool,
 }
 
 /// Where a `tee(2)` may copy from before the next [`Input::read`]: the only
@@ -335,6 +338,7 @@ impl Input {
             pipe: pipe.serial,
             tail: framed.tail,
             streaming: self.streaming,
+            truncated: framed.truncated > 0,
         })
     }
 
@@ -442,6 +446,7 @@ impl Input {
             pipe: pipe.serial,
             tail: &[],
             streaming: false,
+            truncated: false,
         })
     }
 

@@ -191,7 +191,7 @@ impl Subscriber {
     /// what it can of the unfinished line after them (so the next read can
     /// be teed).
     pub(super) fn deliver(&mut self, batch: &Batch, world: &World) {
-        let skip = match self.ahead.take() {
+        let mut skip = match self.ahead.take() {
             Some(a) if a.pipe == batch.pipe => a.bytes,
             Some(a) => {
                 self.ahead = Some(a);
@@ -200,6 +200,11 @@ impl Subscriber {
             }
             None => 0,
         };
+        if batch.truncated && skip > 0 {
+            // Tees never reach a cut (see `TeeSource::cap`) unless a reload
+            // lowered max_line_bytes under the line: it ends where it is.
+            skip = skip.min(memchr::memchr(b'\n', batch.lines).unwrap_or(skip));
+        }
         offer(self, batch.lines, batch.count, skip, world);
         if self.writer.is_none() {
             return;
