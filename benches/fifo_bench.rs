@@ -36,7 +36,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,9 +43,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fifo-broker");
-const LINE: usize = 100;
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{cpu_seconds, mkfifo, rounds, sequence_data, stats, Args, Scratch, BIN, LINE};
+
 const SUBSCRIBERS: usize = 4;
+/// Lines per pass of throughput (and, scaled, of sweep) without `--lines`.
+const LINES: usize = 2_000_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum System {
@@ -107,99 +111,35 @@ const THROUGHPUT_SYSTEMS: [System; 4] = [
     System::Multitee,
 ];
 
-struct Args {
-    runs: usize,
-    lines: usize,
-    only: Vec<String>,
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        runs: 3,
-        lines: 2_000_000,
-        only: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--runs" => args.runs = it.next().and_then(|v| v.parse().ok()).expect("--runs N"),
-            "--lines" => args.lines = it.next().and_then(|v| v.parse().ok()).expect("--lines N"),
-            "--only" => {
-                args.only = it
-                    .next()
-                    .expect("--only a,b")
-                    .split(',')
-                    .map(String::from)
-                    .collect()
-            }
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    args
-}
-
 fn main() {
-    let args = parse_args();
+    let args = Args::parse("a,b");
     ensure_multitee();
     print_machine();
-    let wants = |w: &str| args.only.is_empty() || args.only.iter().any(|o| o == w);
-    if wants("throughput") {
+    if args.wants("throughput") {
         throughput(&args);
     }
-    if wants("sweep") {
+    if args.wants("sweep") {
         sweep(&args);
     }
-    if wants("fairness") {
+    if args.wants("fairness") {
         fairness(&args);
     }
-    if wants("latency") {
+    if args.wants("latency") {
         latency(&args);
     }
-    if wants("writers") {
+    if args.wants("writers") {
         writers(&args);
     }
-    if wants("idle") {
+    if args.wants("idle") {
         idle();
     }
-    if wants("scale") {
+    if args.wants("scale") {
         scale();
     }
 }
 
 // ---------------------------------------------------------------------------
 // Setup of one system under test.
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    /// Under `$FIFO_BENCH_DIR`, else /dev/shm: on tmpfs the sink file's cost
-    /// is the copy into memory, not the disk's writeback, which swings with
-    /// whatever the machine wrote before and would decide the ranking.
-    fn new(tag: &str) -> Scratch {
-        let base = std::env::var_os("FIFO_BENCH_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let shm = PathBuf::from("/dev/shm");
-                if shm.is_dir() {
-                    shm
-                } else {
-                    std::env::temp_dir()
-                }
-            });
-        let dir = base.join(format!("fifo-bench-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running system under test: one input, 4 subscribers, one sink file.
 struct Rig {
@@ -218,22 +158,11 @@ impl Drop for Rig {
     }
 }
 
-fn mkfifo(path: &Path) {
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        path,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
-}
-
 /// Starts `system` with `fanout` subscribers and the sink; for tee/multitee
 /// the readers must open the subscriber FIFOs before the writer opens the
 /// input (both block in open until then).
 fn start(system: System, fanout: usize) -> Rig {
-    let scratch = Scratch::new(system.name().split(',').next().unwrap());
+    let scratch = Scratch::new("fifo-bench", system.name().split(',').next().unwrap());
     let dir = scratch.0.join("fifos");
     let sink = scratch.0.join("sink.log");
     let (input, subscribers): (PathBuf, Vec<PathBuf>) = (
@@ -344,44 +273,13 @@ fn terminate(child: &Child) {
     );
 }
 
-/// Spawns the daemon with a fake NOTIFY_SOCKET; returns it and the time
-/// from spawn to READY=1.
+/// Spawns the daemon on `config` with a fake NOTIFY_SOCKET in `dir`;
+/// returns it and the time from spawn to READY=1.
 fn spawn_broker(tag: &str, dir: &Path, config: &Path) -> (Child, Duration) {
-    let sock_path = dir.join("notify.sock");
-    let _ = fs::remove_file(&sock_path);
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let t0 = Instant::now();
     // FIFO_BENCH_WRAP="strace -c -o FILE" (or perf stat ...) profiles the daemon.
-    let child = wrapped("FIFO_BENCH_WRAP", tag, BIN)
-        .arg("--config")
-        .arg(config)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("RUST_LOG", "warn")
-        .env_remove("WATCHDOG_USEC")
-        .stderr(File::create(dir.join("broker.stderr")).unwrap())
-        .spawn()
-        .expect("spawn fifo-broker");
-    let mut child = child;
-    let mut buf = [0u8; 4096];
-    loop {
-        match sock.recv(&mut buf) {
-            Ok(n)
-                if String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1") =>
-            {
-                return (child, t0.elapsed());
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("no READY=1 from fifo-broker within 60 s: {e}");
-            }
-        }
-    }
+    let mut cmd = wrapped("FIFO_BENCH_WRAP", tag, BIN);
+    cmd.arg("--config").arg(config);
+    common::spawn_broker(cmd, dir, "warn")
 }
 
 /// CPU time of the single-threaded process `pid` (the daemon, tee,
@@ -397,20 +295,6 @@ fn child_cpu_seconds(pid: u32) -> f64 {
         })
         .map(|ms| ms / 1000.0)
         .unwrap_or_else(|| cpu_seconds(pid))
-}
-
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / rustix::param::clock_ticks_per_second() as f64
 }
 
 fn proc_status(pid: u32, key: &str) -> u64 {
@@ -636,17 +520,6 @@ fn connect(
 // ---------------------------------------------------------------------------
 // Workloads.
 
-fn sequence_data(lines: usize) -> Vec<u8> {
-    let mut data = Vec::with_capacity(lines * LINE);
-    for i in 0..lines {
-        let start = data.len();
-        write!(data, "{i:012} ").unwrap();
-        data.resize(start + LINE - 1, b'x');
-        data.push(b'\n');
-    }
-    data
-}
-
 struct Run {
     rate: f64,
     cpu: f64,
@@ -700,42 +573,20 @@ fn run_once(system: System, fanout: usize, data: &[u8], lines: usize, tag: &str)
     r
 }
 
-/// Runs every system once per round, each round starting with a different
-/// one so none always pays for the state (page cache, CPU frequency) the one
-/// before it left. Returns `[round][system]`.
-fn rounds(
-    systems: &[System],
-    runs: usize,
-    mut one: impl FnMut(usize, System) -> Run,
-) -> Vec<Vec<Run>> {
-    (0..runs)
-        .map(|run| {
-            let mut this: Vec<Option<Run>> = systems.iter().map(|_| None).collect();
-            for k in 0..systems.len() {
-                let slot = (k + run) % systems.len();
-                this[slot] = Some(one(run, systems[slot]));
-            }
-            this.into_iter()
-                .map(|r| r.expect("every system ran"))
-                .collect()
-        })
-        .collect()
-}
-
 fn index_of(systems: &[System], system: System) -> usize {
     systems.iter().position(|&s| s == system).unwrap()
 }
 
 fn throughput(args: &Args) {
+    let lines = args.lines.unwrap_or(LINES);
     println!(
-        "\n## throughput: {} lines of {LINE} bytes in 64 KiB writes, 1 → {SUBSCRIBERS} FIFOs + 1 file",
-        args.lines
+        "\n## throughput: {lines} lines of {LINE} bytes in 64 KiB writes, 1 → {SUBSCRIBERS} FIFOs + 1 file"
     );
     let systems = &THROUGHPUT_SYSTEMS[..];
-    let data = sequence_data(args.lines);
+    let data = sequence_data(lines);
     // An unreported warm-up round: the first system to run otherwise pays
     // for cold caches and page faults the others do not.
-    let warm = args.lines / 10;
+    let warm = lines / 10;
     // Not under a profiler: one spawn per system and run makes its counts.
     for &system in systems.iter().filter(|_| !profiling()) {
         let rig = start(system, SUBSCRIBERS);
@@ -752,7 +603,7 @@ fn throughput(args: &Args) {
             system,
             SUBSCRIBERS,
             &data,
-            args.lines,
+            lines,
             &format!("run {}", run + 1),
         )
     });
@@ -761,7 +612,7 @@ fn throughput(args: &Args) {
         index_of(systems, System::Tee),
         index_of(systems, System::Multitee),
     );
-    let per_m = |r: &Run| r.cpu / args.lines as f64 * 1e6;
+    let per_m = |r: &Run| r.cpu / lines as f64 * 1e6;
     for (run, this) in results.iter().enumerate() {
         println!(
             "run {}: fifo-broker / tee = {:.2}×, / multitee = {:.2}× (1 MiB pipes: {:.2}×, {:.2}×); \
@@ -806,8 +657,8 @@ const FANOUTS: [usize; 4] = [1, 4, 16, 64];
 /// Lines per pass at `fanout` subscribers: fewer for large fan-outs, so a
 /// pass moves about as many bytes to readers as at 4 (the readers, not the
 /// systems, are what a 2-core machine runs out of).
-fn sweep_lines(lines: usize, fanout: usize) -> usize {
-    (lines * 4 / fanout.max(4)).max(10_000)
+fn sweep_lines(args: &Args, fanout: usize) -> usize {
+    (args.lines.unwrap_or(LINES) * 4 / fanout.max(4)).max(10_000)
 }
 
 fn sweep(args: &Args) {
@@ -817,7 +668,7 @@ fn sweep(args: &Args) {
     // [fanout][round][system]
     let mut results: Vec<Vec<Vec<Run>>> = Vec::new();
     for &fanout in &FANOUTS {
-        let lines = sweep_lines(args.lines, fanout);
+        let lines = sweep_lines(args, fanout);
         let data = sequence_data(lines);
         results.push(rounds(&SYSTEMS, args.runs, |run, system| {
             run_once(
@@ -834,7 +685,7 @@ fn sweep(args: &Args) {
         .iter()
         .zip(&results)
         .map(|(&fanout, rounds)| {
-            let lines = sweep_lines(args.lines, fanout) as f64;
+            let lines = sweep_lines(args, fanout) as f64;
             (0..SYSTEMS.len())
                 .map(|k| {
                     let rate = stats(&rounds.iter().map(|r| r[k].rate).collect::<Vec<_>>()).0;
@@ -865,7 +716,7 @@ fn sweep(args: &Args) {
         };
         println!(
             "| {fanout} | {} | {:.2} M | {:.2} M | {:.2} M | {:.2}× | {:.2}× | {:.3} | {:.3} | {:.3} | {} |",
-            sweep_lines(args.lines, fanout),
+            sweep_lines(args, fanout),
             m[0].0 / 1e6,
             m[1].0 / 1e6,
             m[2].0 / 1e6,
@@ -1073,7 +924,7 @@ struct FairRun {
 }
 
 fn fairness_once(relay: Relay, flood: bool) -> FairRun {
-    let scratch = Scratch::new("fairness");
+    let scratch = Scratch::new("fifo-bench", "fairness");
     let dir = scratch.0.join("fifos");
     let (bulk_in, bulk_out) = (dir.join("bulk"), dir.join("bulk.out"));
     let (alerts_in, alerts_out) = (dir.join("alerts"), dir.join("alerts.out"));
@@ -1172,21 +1023,7 @@ fn fairness_once(relay: Relay, flood: bool) -> FairRun {
     // Let the flood settle (the daemon may grow pipes) before alerts start.
     thread::sleep(Duration::from_millis(300));
     let bytes0 = bulk_bytes.load(Ordering::SeqCst);
-    let t0 = Instant::now();
-    let mut line = Vec::with_capacity(LINE);
-    for i in 0..ALERTS {
-        let due = t0 + ALERT_EVERY * i as u32;
-        let now = Instant::now();
-        if due > now {
-            thread::sleep(due - now);
-        }
-        line.clear();
-        let stamp = Instant::now().duration_since(base).as_nanos();
-        write!(line, "{i:012} {stamp:020} ").unwrap();
-        line.resize(LINE - 1, b'x');
-        line.push(b'\n');
-        alerts.write_all(&line).unwrap();
-    }
+    let t0 = write_stamped(&mut alerts, ALERTS, ALERT_EVERY, base);
     let wait = Instant::now() + Duration::from_secs(5);
     while !alerts_reader.is_finished() && Instant::now() < wait {
         thread::sleep(Duration::from_millis(5));
@@ -1206,14 +1043,8 @@ fn fairness_once(relay: Relay, flood: bool) -> FairRun {
     }
     let seen = alerts_reader.join().unwrap();
     busy.join().unwrap();
-    let mut lat = seen.latencies_ns.clone();
-    lat.sort_unstable();
-    let at = |p: f64| {
-        let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
-        lat.get(i).copied().unwrap_or(0) as f64 / 1000.0
-    };
     FairRun {
-        latency: [at(0.50), at(0.99), at(1.0)],
+        latency: latency_us(&seen),
         bulk_rate,
         ok: seen.lines == ALERTS && seen.errors == 0,
     }
@@ -1289,10 +1120,38 @@ fn stop(mut rig: Rig, system: System) -> (PathBuf, Rig) {
     (rig.sink.clone(), rig)
 }
 
-fn stats(values: &[f64]) -> (f64, f64, f64) {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (v[v.len() / 2], v[0], v[v.len() - 1])
+/// Writes `count` lines into `out` in the form [`Check::Stamped`] expects,
+/// one write() each, line `i` due `i × every` after the first and stamped
+/// with the nanoseconds from `base` to when it goes out. Returns when the
+/// first was due.
+fn write_stamped(out: &mut File, count: usize, every: Duration, base: Instant) -> Instant {
+    let t0 = Instant::now();
+    let mut line = Vec::with_capacity(LINE);
+    for i in 0..count {
+        let due = t0 + every * i as u32;
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        }
+        line.clear();
+        let stamp = Instant::now().duration_since(base).as_nanos();
+        write!(line, "{i:012} {stamp:020} ").unwrap();
+        line.resize(LINE - 1, b'x');
+        line.push(b'\n');
+        out.write_all(&line).unwrap();
+    }
+    t0
+}
+
+/// p50, p99 and max of the arrival delays a stamped reader saw, in µs.
+fn latency_us(seen: &Seen) -> [f64; 3] {
+    let mut lat = seen.latencies_ns.clone();
+    lat.sort_unstable();
+    let at = |p: f64| {
+        let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
+        lat.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    };
+    [at(0.50), at(0.99), at(1.0)]
 }
 
 fn latency(args: &Args) {
@@ -1308,32 +1167,12 @@ fn latency(args: &Args) {
             let rig = start(system, SUBSCRIBERS);
             let base = Instant::now();
             let (readers, mut input) = connect(&rig, lines, Check::Stamped, base);
-            let t0 = Instant::now();
-            let mut line = Vec::with_capacity(LINE);
-            for i in 0..lines {
-                let due = t0 + Duration::from_millis(i as u64);
-                let now = Instant::now();
-                if due > now {
-                    thread::sleep(due - now);
-                }
-                line.clear();
-                let stamp = Instant::now().duration_since(base).as_nanos();
-                write!(line, "{i:012} {stamp:020} ").unwrap();
-                line.resize(LINE - 1, b'x');
-                line.push(b'\n');
-                input.write_all(&line).unwrap();
-            }
+            write_stamped(&mut input, lines, Duration::from_millis(1), base);
             let seen: Vec<Seen> = readers.into_iter().map(|r| r.join().unwrap()).collect();
             drop(input);
             let _ = stop(rig, system);
-            let mut lat = seen[0].latencies_ns.clone();
-            lat.sort_unstable();
-            let at = |p: f64| {
-                let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
-                lat.get(i).copied().unwrap_or(0) as f64 / 1000.0
-            };
             verified[slot] &= seen.iter().all(|s| s.lines == lines && s.errors == 0);
-            results[slot].push([at(0.50), at(0.99), at(1.0)]);
+            results[slot].push(latency_us(&seen[0]));
         }
     }
     println!("| system | p50 µs | p99 µs | max µs | p50 / tee | p99 / tee | verified |");
@@ -1425,7 +1264,7 @@ fn writers(args: &Args) {
 /// Starts the broker on `n_in` inputs, `n_sub` subscribers (sub i from in i)
 /// and a catch-all sink; returns the child, its READY time and the scratch.
 fn start_many(tag: &str, n_in: usize, n_sub: usize) -> (Child, Duration, Scratch) {
-    let scratch = Scratch::new(tag);
+    let scratch = Scratch::new("fifo-bench", tag);
     // FIFOs on tmpfs (Scratch is there), as /run is under systemd.
     let dir = scratch.0.join("fifos");
     let mut config = format!("[broker]\ndir = {dir:?}\nlog_dir = {:?}\n", scratch.0);
@@ -1568,32 +1407,14 @@ fn ensure_multitee() {
 }
 
 fn print_machine() {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_default();
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let tee = Command::new("tee")
         .arg("--version")
         .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
+        .map(|o| common::first_line(&o.stdout))
         .unwrap_or_default();
     println!(
-        "# fifo-broker {} vs {tee}, multitee (Debian)\nmachine: {} cores, {cpu}, Linux {}",
+        "# fifo-broker {} vs {tee}, multitee (Debian)\n{}",
         env!("CARGO_PKG_VERSION"),
-        thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        kernel.trim()
+        common::machine()
     );
 }

@@ -42,7 +42,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -50,8 +49,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fifo-broker");
-const LINE: usize = 100;
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{cpu_seconds, mkfifo, rounds, sequence_data, stats, Args, Scratch, BIN, LINE};
+
 /// Pipe size of the input FIFO for every system (set by the writer with
 /// F_SETPIPE_SZ, and by the daemon's `pipe_bytes`).
 const PIPE_BYTES: usize = 1 << 20;
@@ -60,55 +62,20 @@ const WINDOW: usize = 256;
 /// A sender that makes no progress for this long failed.
 const STALL: Duration = Duration::from_secs(30);
 
-struct Args {
-    runs: usize,
-    lines: Option<usize>,
-    only: Vec<String>,
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        runs: 3,
-        lines: None,
-        only: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--runs" => args.runs = it.next().and_then(|v| v.parse().ok()).expect("--runs N"),
-            "--lines" => {
-                args.lines = Some(it.next().and_then(|v| v.parse().ok()).expect("--lines N"))
-            }
-            "--only" => {
-                args.only = it
-                    .next()
-                    .expect("--only syslog,nats")
-                    .split(',')
-                    .map(String::from)
-                    .collect()
-            }
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    assert!(args.runs > 0, "--runs must be at least 1");
-    args
-}
-
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("--nats-publisher") {
         reference_publisher(&argv[2..]);
         return;
     }
-    let args = parse_args();
-    let wants = |w: &str| args.only.is_empty() || args.only.iter().any(|o| o == w);
-    let tools = Tools::find(wants("syslog"), wants("nats"));
+    let args = Args::parse("syslog,nats");
+    assert!(args.runs > 0, "--runs must be at least 1");
+    let tools = Tools::find(args.wants("syslog"), args.wants("nats"));
     print_machine(&tools);
-    if wants("syslog") {
+    if args.wants("syslog") {
         syslog_workload(&args, &tools);
     }
-    if wants("nats") {
+    if args.wants("nats") {
         nats_workload(&args, &tools);
     }
     println!(
@@ -123,36 +90,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------
 // Processes, files, ports.
-
-/// A scratch directory, removed on drop: under `$FIFO_BENCH_DIR`, else
-/// /dev/shm, so rsyslog's file and the JetStream store cost a copy into
-/// memory, not the disk's writeback.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let base = std::env::var_os("FIFO_BENCH_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let shm = PathBuf::from("/dev/shm");
-                if shm.is_dir() {
-                    shm
-                } else {
-                    std::env::temp_dir()
-                }
-            });
-        let dir = base.join(format!("forward-bench-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A child process killed (SIGKILL, by its PID) and reaped on drop.
 struct Guard {
@@ -211,8 +148,10 @@ fn spawn_logged(mut cmd: Command, log: &Path) -> Guard {
     Guard { child }
 }
 
-/// Waits (at most 20 s) until `server` accepts connections on `port`.
-fn wait_listening(server: &mut Guard, port: u16, what: &str, log: &Path) {
+/// Spawns the server `what` with [`spawn_logged`] and waits (at most 20 s)
+/// until it accepts connections on `port`.
+fn spawn_listening(cmd: Command, port: u16, what: &str, log: &Path) -> Guard {
+    let mut server = spawn_logged(cmd, log);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if !server.alive() {
@@ -222,7 +161,7 @@ fn wait_listening(server: &mut Guard, port: u16, what: &str, log: &Path) {
             );
         }
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return server;
         }
         assert!(
             Instant::now() < deadline,
@@ -230,17 +169,6 @@ fn wait_listening(server: &mut Guard, port: u16, what: &str, log: &Path) {
         );
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn mkfifo(path: &Path) {
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        path,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
 }
 
 /// Opens FIFO `path` for writing once its reader has it open (at most 20 s,
@@ -270,38 +198,6 @@ fn open_writer(path: &Path, reader: &mut Guard) -> File {
     f
 }
 
-/// utime + stime of `pid` (all its threads), in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / rustix::param::clock_ticks_per_second() as f64
-}
-
-fn stats(values: &[f64]) -> (f64, f64, f64) {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
-/// Line `i` of the workload: `SEQ(12) ' ' x...`, 100 bytes with `\n`.
-fn sequence_data(lines: usize) -> Vec<u8> {
-    let mut data = Vec::with_capacity(lines * LINE);
-    for i in 0..lines {
-        let start = data.len();
-        write!(data, "{i:012} ").unwrap();
-        data.resize(start + LINE - 1, b'x');
-        data.push(b'\n');
-    }
-    data
-}
-
 /// Writes `data` into `input` in 64 KiB writes on a thread (so a sender
 /// that stalls cannot hang the bench: dropping it ends the write with
 /// EPIPE).
@@ -310,6 +206,111 @@ fn write_all_chunked(mut input: File, data: Arc<Vec<u8>>) -> thread::JoinHandle<
         let chunk = (65536 / LINE) * LINE;
         data.chunks(chunk).all(|c| input.write_all(c).is_ok())
     })
+}
+
+// ---------------------------------------------------------------------------
+// Passes, rounds and the table, the same for both workloads.
+
+/// What one pass measured.
+struct Run {
+    /// Lines per second through the sender (for NATS: acknowledged).
+    rate: f64,
+    /// Sender CPU seconds.
+    cpu: f64,
+    /// Server (rsyslogd, nats-server) CPU seconds.
+    server_cpu: f64,
+    /// Every line arrived as checked.
+    ok: bool,
+}
+
+/// What a workload's figures are called in its lines and table.
+struct Labels {
+    /// What [`Run::rate`] counts: `lines/s`, `acked lines/s`.
+    rate: &'static str,
+    /// The server's process name.
+    server: &'static str,
+    /// What a verified pass showed.
+    verified: &'static str,
+}
+
+/// Passes `lines` lines through each of `systems` (the daemon first) with
+/// `once`: an unreported warm-up pass on a tenth of them (page cache,
+/// binaries, CPU frequency), then `args.runs` [`rounds`] with a line per
+/// pass; then the table of medians, ratios to the daemon taken per run.
+fn compare<S: Copy>(
+    args: &Args,
+    lines: usize,
+    systems: &[S],
+    name: fn(S) -> &'static str,
+    labels: &Labels,
+    once: impl Fn(S, &Arc<Vec<u8>>) -> Run,
+) {
+    let data = Arc::new(sequence_data(lines));
+    let warm = Arc::new(sequence_data((lines / 10).max(1)));
+    for &system in systems {
+        let _ = once(system, &warm);
+    }
+    // One column wider than the longest name.
+    let width = systems.iter().map(|&s| name(s).len()).max().unwrap_or(0) + 1;
+    let results = rounds(systems, args.runs, |run, system| {
+        let r = once(system, &data);
+        println!(
+            "run {}: {:<width$} {:>9.0} {}  sender cpu {:.2} s  {} cpu {:.2} s  {}",
+            run + 1,
+            name(system),
+            r.rate,
+            labels.rate,
+            r.cpu,
+            labels.server,
+            r.server_cpu,
+            if r.ok {
+                labels.verified
+            } else {
+                "NOT VERIFIED"
+            }
+        );
+        r
+    });
+    let per_m = |secs: f64| secs / lines as f64 * 1e6;
+    println!(
+        "\n| system | {}, median (min–max) | sender CPU s per 1 M lines | {} CPU s per 1 M lines | fifo-broker's lines/s ÷ this (per run, median) | verified |",
+        labels.rate, labels.server
+    );
+    println!("|---|---|---|---|---|---|");
+    for (k, &system) in systems.iter().enumerate() {
+        let rates: Vec<f64> = results.iter().map(|r| r[k].rate).collect();
+        let cpu: Vec<f64> = results.iter().map(|r| per_m(r[k].cpu)).collect();
+        let server: Vec<f64> = results.iter().map(|r| per_m(r[k].server_cpu)).collect();
+        let ratio: Vec<f64> = results.iter().map(|r| r[0].rate / r[k].rate).collect();
+        let (med, min, max) = stats(&rates);
+        println!(
+            "| {} | {} ({}–{}) | {:.3} | {:.2} | {:.2}× | {} |",
+            name(system),
+            thousands(med),
+            thousands(min),
+            thousands(max),
+            stats(&cpu).0,
+            stats(&server).0,
+            stats(&ratio).0,
+            if results.iter().all(|r| r[k].ok) {
+                "yes"
+            } else {
+                "NO"
+            }
+        );
+    }
+}
+
+fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -348,13 +349,7 @@ impl SyslogNg {
             .output()
             .ok()
             .filter(|o| o.status.success())
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
+            .map(|o| common::first_line(&o.stdout))
             .unwrap_or_default()
     }
 }
@@ -524,24 +519,10 @@ fn print_machine(tools: &Tools) {
                 } else {
                     o.stdout
                 };
-                String::from_utf8_lossy(&text)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string()
+                common::first_line(&text).trim().to_string()
             })
             .unwrap_or_default()
     };
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_default();
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut versions = vec![format!("fifo-broker {}", env!("CARGO_PKG_VERSION"))];
     if let Some(r) = &tools.rsyslogd {
         let mut c = Command::new(r);
@@ -558,14 +539,7 @@ fn print_machine(tools: &Tools) {
         c.arg("--version");
         versions.push(first_line(c));
     }
-    println!(
-        "# {}\nmachine: {} cores, {cpu}, Linux {}",
-        versions.join(", "),
-        thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        kernel.trim()
-    );
+    println!("# {}\n{}", versions.join(", "), common::machine());
 }
 
 // ---------------------------------------------------------------------------
@@ -576,38 +550,10 @@ fn print_machine(tools: &Tools) {
 fn start_broker(dir: &Path, config: &str, rust_log: &str) -> Guard {
     let path = dir.join("broker.toml");
     fs::write(&path, config).unwrap();
-    let sock_path = dir.join("notify.sock");
-    let _ = fs::remove_file(&sock_path);
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let child = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("RUST_LOG", rust_log)
-        .env_remove("WATCHDOG_USEC")
-        .stdin(Stdio::null())
-        .stderr(File::create(dir.join("broker.stderr")).unwrap())
-        .spawn()
-        .expect("spawn fifo-broker");
-    let guard = Guard { child };
-    let mut buf = [0u8; 4096];
-    loop {
-        match sock.recv(&mut buf) {
-            Ok(n)
-                if String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1") =>
-            {
-                return guard;
-            }
-            Ok(_) => {}
-            Err(e) => panic!(
-                "no READY=1 from fifo-broker within 60 s: {e}\n{}",
-                fs::read_to_string(dir.join("broker.stderr")).unwrap_or_default()
-            ),
-        }
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config").arg(&path).stdin(Stdio::null());
+    Guard {
+        child: common::spawn_broker(cmd, dir, rust_log).0,
     }
 }
 
@@ -683,8 +629,7 @@ fn start_rsyslog(bin: &Path, dir: &Path) -> Rsyslog {
         .arg("-i")
         .arg(dir.join("rsyslogd.pid"));
     let log = dir.join("rsyslogd.log");
-    let mut guard = spawn_logged(cmd, &log);
-    wait_listening(&mut guard, port, "rsyslogd", &log);
+    let guard = spawn_listening(cmd, port, "rsyslogd", &log);
     Rsyslog { guard, port, out }
 }
 
@@ -730,15 +675,6 @@ fn start_sender(sender: Sender, tools: &Tools, dir: &Path, port: u16) -> (Guard,
         .arg("-R")
         .arg(dir.join("syslog-ng.persist"));
     (spawn_logged(cmd, &dir.join("syslog-ng.log")), input)
-}
-
-struct SyslogRun {
-    rate: f64,
-    /// Sender CPU seconds.
-    cpu: f64,
-    /// rsyslogd CPU seconds.
-    server_cpu: f64,
-    ok: bool,
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -805,9 +741,9 @@ fn verify_syslog(path: &Path, want: usize) -> Result<(), String> {
     ))
 }
 
-fn syslog_once(sender: Sender, tools: &Tools, data: &Arc<Vec<u8>>) -> SyslogRun {
+fn syslog_once(sender: Sender, tools: &Tools, data: &Arc<Vec<u8>>) -> Run {
     let lines = data.len() / LINE;
-    let scratch = Scratch::new("syslog");
+    let scratch = Scratch::new("forward-bench", "syslog");
     let rsyslog = start_rsyslog(tools.rsyslogd.as_ref().unwrap(), &scratch.0);
     let (mut guard, input) = start_sender(sender, tools, &scratch.0, rsyslog.port);
     let mut writer = open_writer(&input, &mut guard);
@@ -842,7 +778,7 @@ fn syslog_once(sender: Sender, tools: &Tools, data: &Arc<Vec<u8>>) -> SyslogRun 
     if let Err(e) = &verified {
         eprintln!("{}: NOT VERIFIED: {e}", sender.name());
     }
-    SyslogRun {
+    Run {
         rate: lines as f64 / secs,
         cpu,
         server_cpu,
@@ -855,73 +791,19 @@ fn syslog_workload(args: &Args, tools: &Tools) {
     println!(
         "\n## syslog: {lines} lines of {LINE} bytes in 64 KiB writes, 1 FIFO → syslog over TCP → rsyslog imtcp → file (tmpfs)"
     );
-    let data = Arc::new(sequence_data(lines));
-    // An unreported warm-up round (page cache, binaries, CPU frequency).
-    let warm = Arc::new(sequence_data((lines / 10).max(1)));
-    for sender in SENDERS {
-        let _ = syslog_once(sender, tools, &warm);
-    }
-    let mut results: Vec<Vec<SyslogRun>> = Vec::new();
-    for run in 0..args.runs {
-        let mut this: Vec<Option<SyslogRun>> = SENDERS.iter().map(|_| None).collect();
-        for k in 0..SENDERS.len() {
-            let slot = (k + run) % SENDERS.len();
-            let sender = SENDERS[slot];
-            let r = syslog_once(sender, tools, &data);
-            println!(
-                "run {}: {:<33} {:>9.0} lines/s  sender cpu {:.2} s  rsyslogd cpu {:.2} s  {}",
-                run + 1,
-                sender.name(),
-                r.rate,
-                r.cpu,
-                r.server_cpu,
-                if r.ok {
-                    "verified: 0 lost, torn or reordered"
-                } else {
-                    "NOT VERIFIED"
-                }
-            );
-            this[slot] = Some(r);
-        }
-        results.push(this.into_iter().map(|r| r.unwrap()).collect());
-    }
-    let per_m = |secs: f64| secs / lines as f64 * 1e6;
-    println!("\n| system | lines/s, median (min–max) | sender CPU s per 1 M lines | rsyslogd CPU s per 1 M lines | fifo-broker's lines/s ÷ this (per run, median) | verified |");
-    println!("|---|---|---|---|---|---|");
-    for (k, sender) in SENDERS.iter().enumerate() {
-        let rates: Vec<f64> = results.iter().map(|r| r[k].rate).collect();
-        let cpu: Vec<f64> = results.iter().map(|r| per_m(r[k].cpu)).collect();
-        let server: Vec<f64> = results.iter().map(|r| per_m(r[k].server_cpu)).collect();
-        let ratio: Vec<f64> = results.iter().map(|r| r[0].rate / r[k].rate).collect();
-        let (med, min, max) = stats(&rates);
-        println!(
-            "| {} | {} ({}–{}) | {:.3} | {:.2} | {:.2}× | {} |",
-            sender.name(),
-            thousands(med),
-            thousands(min),
-            thousands(max),
-            stats(&cpu).0,
-            stats(&server).0,
-            stats(&ratio).0,
-            if results.iter().all(|r| r[k].ok) {
-                "yes"
-            } else {
-                "NO"
-            }
-        );
-    }
-}
-
-fn thousands(v: f64) -> String {
-    let s = format!("{:.0}", v);
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    let labels = Labels {
+        rate: "lines/s",
+        server: "rsyslogd",
+        verified: "verified: 0 lost, torn or reordered",
+    };
+    compare(
+        args,
+        lines,
+        &SENDERS,
+        Sender::name,
+        &labels,
+        |sender, data| syslog_once(sender, tools, data),
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -958,8 +840,7 @@ fn start_nats(bin: &Path, dir: &Path) -> Nats {
     cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(dir.join("store"));
     let log = dir.join("nats-server.log");
-    let mut guard = spawn_logged(cmd, &log);
-    wait_listening(&mut guard, port, "nats-server", &log);
+    let guard = spawn_listening(cmd, port, "nats-server", &log);
     Nats { guard, port }
 }
 
@@ -1075,13 +956,6 @@ impl NatsClient {
     }
 }
 
-struct NatsRun {
-    rate: f64,
-    cpu: f64,
-    server_cpu: f64,
-    ok: bool,
-}
-
 /// The last `acked=` of the daemon's `counters: forward fwd` lines in
 /// `stderr` (read from `*offset` on).
 fn last_acked(stderr: &Path, offset: &mut u64, acked: &mut u64) {
@@ -1112,9 +986,9 @@ fn last_acked(stderr: &Path, offset: &mut u64, acked: &mut u64) {
     }
 }
 
-fn nats_once(publisher: Publisher, tools: &Tools, data: &Arc<Vec<u8>>) -> NatsRun {
+fn nats_once(publisher: Publisher, tools: &Tools, data: &Arc<Vec<u8>>) -> Run {
     let lines = data.len() / LINE;
-    let scratch = Scratch::new("nats");
+    let scratch = Scratch::new("forward-bench", "nats");
     let nats = start_nats(tools.nats_server.as_ref().unwrap(), &scratch.0);
     let mut client = NatsClient::connect(nats.port);
     client.create_stream();
@@ -1236,7 +1110,7 @@ fn nats_once(publisher: Publisher, tools: &Tools, data: &Arc<Vec<u8>>) -> NatsRu
             publisher.name()
         );
     }
-    NatsRun {
+    Run {
         rate: lines as f64 / secs,
         cpu,
         server_cpu,
@@ -1249,60 +1123,19 @@ fn nats_workload(args: &Args, tools: &Tools) {
     println!(
         "\n## nats: {lines} lines of {LINE} bytes in 64 KiB writes, 1 FIFO → JetStream (file storage on tmpfs), window {WINDOW}, acknowledged"
     );
-    let data = Arc::new(sequence_data(lines));
-    let warm = Arc::new(sequence_data((lines / 10).max(1)));
-    for p in PUBLISHERS {
-        let _ = nats_once(p, tools, &warm);
-    }
-    let mut results: Vec<Vec<NatsRun>> = Vec::new();
-    for run in 0..args.runs {
-        let mut this: Vec<Option<NatsRun>> = PUBLISHERS.iter().map(|_| None).collect();
-        for k in 0..PUBLISHERS.len() {
-            let slot = (k + run) % PUBLISHERS.len();
-            let p = PUBLISHERS[slot];
-            let r = nats_once(p, tools, &data);
-            println!(
-                "run {}: {:<28} {:>9.0} acked lines/s  sender cpu {:.2} s  nats-server cpu {:.2} s  {}",
-                run + 1,
-                p.name(),
-                r.rate,
-                r.cpu,
-                r.server_cpu,
-                if r.ok {
-                    "verified: each stored once, sample in order"
-                } else {
-                    "NOT VERIFIED"
-                }
-            );
-            this[slot] = Some(r);
-        }
-        results.push(this.into_iter().map(|r| r.unwrap()).collect());
-    }
-    let per_m = |secs: f64| secs / lines as f64 * 1e6;
-    println!("\n| system | acked lines/s, median (min–max) | sender CPU s per 1 M lines | nats-server CPU s per 1 M lines | fifo-broker's lines/s ÷ this (per run, median) | verified |");
-    println!("|---|---|---|---|---|---|");
-    for (k, p) in PUBLISHERS.iter().enumerate() {
-        let rates: Vec<f64> = results.iter().map(|r| r[k].rate).collect();
-        let cpu: Vec<f64> = results.iter().map(|r| per_m(r[k].cpu)).collect();
-        let server: Vec<f64> = results.iter().map(|r| per_m(r[k].server_cpu)).collect();
-        let ratio: Vec<f64> = results.iter().map(|r| r[0].rate / r[k].rate).collect();
-        let (med, min, max) = stats(&rates);
-        println!(
-            "| {} | {} ({}–{}) | {:.3} | {:.2} | {:.2}× | {} |",
-            p.name(),
-            thousands(med),
-            thousands(min),
-            thousands(max),
-            stats(&cpu).0,
-            stats(&server).0,
-            stats(&ratio).0,
-            if results.iter().all(|r| r[k].ok) {
-                "yes"
-            } else {
-                "NO"
-            }
-        );
-    }
+    let labels = Labels {
+        rate: "acked lines/s",
+        server: "nats-server",
+        verified: "verified: each stored once, sample in order",
+    };
+    compare(
+        args,
+        lines,
+        &PUBLISHERS,
+        Publisher::name,
+        &labels,
+        |p, data| nats_once(p, tools, data),
+    );
 }
 
 /// The reference publisher (`--nats-publisher PORT FIFO N`): reads lines

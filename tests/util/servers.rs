@@ -101,6 +101,68 @@ fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
 }
 
+/// One server process on a port of 127.0.0.1 that stays the same across
+/// restarts, its output in a log file; killed by PID on drop. The part of
+/// [`Rsyslog`] and [`NatsServer`] that does not know which server it runs.
+struct Server {
+    /// Its name in messages: `rsyslogd`, `nats-server`.
+    what: &'static str,
+    /// The port it listens on.
+    port: u16,
+    /// Its stdout and stderr.
+    log: PathBuf,
+    /// The running process, if not killed.
+    child: Option<Child>,
+}
+
+impl Server {
+    /// A server not started yet; [`Server::restart`] starts it.
+    fn new(what: &'static str, port: u16, log: PathBuf) -> Server {
+        Server {
+            what,
+            port,
+            log,
+            child: None,
+        }
+    }
+
+    /// What it printed.
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills it (SIGKILL by PID) and waits until the port is closed.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_child(&mut child);
+        }
+        let (port, what) = (self.port, self.what);
+        eventually(TIMEOUT, || match port_open(port) {
+            false => Ok(()),
+            true => Err(format!("expected port {port} closed after killing {what}")),
+        });
+    }
+
+    /// Kills the running one, if any, then spawns `cmd` (which must listen
+    /// on the same port) and returns once the port accepts connections.
+    fn restart(&mut self, cmd: Command) {
+        if self.child.is_some() {
+            self.kill();
+        }
+        let mut child = spawn_logged(cmd, &self.log);
+        wait_listening(&mut child, self.port, self.what, &self.log);
+        self.child = Some(child);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_child(&mut child);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // TLS files
 
@@ -250,12 +312,10 @@ const RSYSLOG_TEMPLATE: &str = "%protocol-version%|%pri%|%hostname%|%app-name%|%
 pub struct Rsyslog {
     /// Its working dir: config, pid file, spool, log and output.
     dir: PathBuf,
-    /// The TCP port it listens on (kept across restarts).
-    port: u16,
     /// TLS instead of plain TCP.
     tls: bool,
-    /// The running daemon, if not killed.
-    child: Option<Child>,
+    /// The daemon and its TCP port (kept across restarts).
+    server: Server,
 }
 
 impl Rsyslog {
@@ -295,11 +355,11 @@ impl Rsyslog {
             out = dir.join("received.log").display(),
         );
         fs::write(dir.join("rsyslog.conf"), conf).expect("writing rsyslog.conf");
+        let log = dir.join("rsyslogd.log");
         let mut r = Rsyslog {
             dir,
-            port,
             tls: tls.is_some(),
-            child: None,
+            server: Server::new("rsyslogd", port, log),
         };
         r.restart();
         r
@@ -307,13 +367,13 @@ impl Rsyslog {
 
     /// The TCP port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// A forward `url` pointing at it.
     pub fn url(&self) -> String {
         let scheme = if self.tls { "syslog+tls" } else { "syslog+tcp" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        format!("{scheme}://127.0.0.1:{}", self.server.port)
     }
 
     /// Every line written so far, without its `\n` (a line still being
@@ -372,29 +432,17 @@ impl Rsyslog {
 
     /// What rsyslogd printed (its errors about a bad config or TLS).
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("rsyslogd.log")).unwrap_or_default()
+        self.server.log()
     }
 
     /// Kills rsyslogd (SIGKILL by PID) and waits until the port is closed.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
-        let port = self.port;
-        eventually(TIMEOUT, || match port_open(port) {
-            false => Ok(()),
-            true => Err(format!(
-                "expected port {port} closed after killing rsyslogd"
-            )),
-        });
+        self.server.kill();
     }
 
     /// (Re)starts rsyslogd with the same config, port and output file
     /// (which it appends to); kills the running one first.
     pub fn restart(&mut self) {
-        if self.child.is_some() {
-            self.kill();
-        }
         let bin = find_binary("rsyslogd").expect("rsyslogd is installed");
         let mut cmd = Command::new(bin);
         cmd.arg("-n")
@@ -402,18 +450,7 @@ impl Rsyslog {
             .arg(self.dir.join("rsyslog.conf"))
             .arg("-i")
             .arg(self.dir.join("rsyslogd.pid"));
-        let log = self.dir.join("rsyslogd.log");
-        let mut child = spawn_logged(cmd, &log);
-        wait_listening(&mut child, self.port, "rsyslogd", &log);
-        self.child = Some(child);
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
+        self.server.restart(cmd);
     }
 }
 
@@ -425,10 +462,8 @@ impl Drop for Rsyslog {
 pub struct NatsServer {
     /// Its dir: JetStream store (`store/`) and log.
     dir: PathBuf,
-    /// The client port (kept across restarts).
-    port: u16,
-    /// The running server, if not killed.
-    child: Option<Child>,
+    /// The server and its client port (kept across restarts).
+    server: Server,
 }
 
 impl NatsServer {
@@ -438,10 +473,10 @@ impl NatsServer {
         let port = free_port();
         let dir = tmp.join(format!("nats-{port}"));
         fs::create_dir_all(dir.join("store")).expect("creating the nats dir");
+        let log = dir.join("nats-server.log");
         let mut n = NatsServer {
             dir,
-            port,
-            child: None,
+            server: Server::new("nats-server", port, log),
         };
         n.restart();
         n
@@ -449,45 +484,33 @@ impl NatsServer {
 
     /// The client port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// A forward `url` pointing at it.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.server.port)
     }
 
     /// A connected [`NatsClient`].
     pub fn client(&self) -> NatsClient {
-        NatsClient::connect(self.port)
+        NatsClient::connect(self.server.port)
     }
 
     /// What nats-server logged.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("nats-server.log")).unwrap_or_default()
+        self.server.log()
     }
 
     /// Kills nats-server (SIGKILL by PID) and waits until the port is
     /// closed.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
-        let port = self.port;
-        eventually(TIMEOUT, || match port_open(port) {
-            false => Ok(()),
-            true => Err(format!(
-                "expected port {port} closed after killing nats-server"
-            )),
-        });
+        self.server.kill();
     }
 
     /// (Re)starts nats-server on the same port and store dir (streams and
     /// their duplicate windows survive); kills the running one first.
     pub fn restart(&mut self) {
-        if self.child.is_some() {
-            self.kill();
-        }
         let bin = find_binary("nats-server").expect("nats-server is installed");
         let mut cmd = Command::new(bin);
         cmd.args([
@@ -495,22 +518,11 @@ impl NatsServer {
             "-a",
             "127.0.0.1",
             "-p",
-            &self.port.to_string(),
+            &self.server.port.to_string(),
             "-sd",
         ])
         .arg(self.dir.join("store"));
-        let log = self.dir.join("nats-server.log");
-        let mut child = spawn_logged(cmd, &log);
-        wait_listening(&mut child, self.port, "nats-server", &log);
-        self.child = Some(child);
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_child(&mut child);
-        }
+        self.server.restart(cmd);
     }
 }
 
