@@ -50,6 +50,9 @@ pub(crate) struct Subscriber {
     mirror: bool,
     /// The start of an unfinished line the attached reader has already.
     ahead: Option<Ahead>,
+    /// A tee was tried since the last batch (if it came short of the read,
+    /// the pipe was full).
+    teed: bool,
 }
 
 /// How far into an input pipe's unfinished line a mirror is.
@@ -72,6 +75,8 @@ struct PipeState {
     /// sets this, so its pipe stays as it is and `when_full` applies as
     /// configured.
     draining: bool,
+    /// A write or tee found the pipe full since the last growth.
+    filled: bool,
 }
 
 impl PipeState {
@@ -84,18 +89,36 @@ impl PipeState {
             Err(Errno::AGAIN) => 0,
             Err(e) => return Err(e.into()),
         };
-        let Some(budget) = self.budget.as_ref().filter(|_| self.draining) else {
-            return finish(written);
-        };
-        let before = self.size;
-        if !budget.grow(fd, &mut self.size) {
+        if !self.full(fd) {
             return finish(written);
         }
-        self.draining = false;
-        self.grown += self.size - before;
         match rustix::io::write(fd, &data[written..]) {
             Ok(more) => Ok(written + more),
             Err(_) => finish(written),
+        }
+    }
+
+    /// The pipe is full: grows it if its reader is draining it and the
+    /// budget allows. True if it grew.
+    fn full(&mut self, fd: &OwnedFd) -> bool {
+        self.filled = true;
+        let Some(budget) = self.budget.as_ref().filter(|_| self.draining) else {
+            return false;
+        };
+        let before = self.size;
+        if !budget.grow(fd, &mut self.size) {
+            return false;
+        }
+        self.draining = false;
+        self.filled = false;
+        self.grown += self.size - before;
+        true
+    }
+
+    /// The fd is writable again: if it had filled, its reader drains it.
+    fn writable(&mut self) {
+        if self.filled {
+            self.draining = true;
         }
     }
 
@@ -124,6 +147,7 @@ impl Subscriber {
             pipe: PipeState::default(),
             mirror: false,
             ahead: None,
+            teed: false,
         }
     }
 
@@ -172,6 +196,7 @@ impl Subscriber {
         if !self.mirror || have != src.carried || !self.core.outbox.is_empty() {
             return 0;
         }
+        self.teed = true;
         let flags = rustix::pipe::SpliceFlags::NONBLOCK;
         match rustix::pipe::tee(src.fd, fd, src.cap, flags) {
             Ok(n) if n > 0 => {
@@ -200,6 +225,12 @@ impl Subscriber {
             }
             None => 0,
         };
+        if std::mem::take(&mut self.teed) && skip < batch.lines.len() + batch.tail.len() {
+            // The tee took less than the read: the pipe filled up.
+            if let Some(fd) = &self.writer {
+                self.pipe.full(fd);
+            }
+        }
         if batch.truncated && skip > 0 {
             // Tees never reach a cut (see `TeeSource::cap`) unless a reload
             // lowered max_line_bytes under the line: it ends where it is.
@@ -268,6 +299,7 @@ impl Subscriber {
                     grown: 0,
                     budget: Some(world.pipes.clone()),
                     draining: false,
+                    filled: false,
                 };
                 self.writer = Some(fd);
                 log::debug!("subscriber {name}: reader attached");
@@ -340,9 +372,7 @@ impl Target for Subscriber {
         if closed {
             self.detach(world);
         } else {
-            if !self.core.outbox.is_empty() {
-                self.pipe.draining = true;
-            }
+            self.pipe.writable();
             flush(self, world);
         }
     }
