@@ -3267,7 +3267,7 @@ mod forwards {
     use rustix::process::Signal;
 
     use super::util::servers::{free_port, require_binary, NatsServer, Rsyslog, TlsFiles};
-    use super::util::{eventually, join_within, Daemon, Setup, TIMEOUT};
+    use super::util::{eventually, join_within, Counters, Daemon, Setup, TIMEOUT};
     use super::write_numbered;
 
     fn tmp() -> tempfile::TempDir {
@@ -3614,9 +3614,7 @@ when_full = "block"
     #[test]
     fn journal_forward_sends_native_protocol_entries() {
         let tmp = tmp();
-        let socket = tmp.path().join("journal.sock");
-        let journal = UnixDatagram::bind(&socket).expect("binding a fake journal");
-        journal.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let (socket, journal) = fake_journal(tmp.path());
         let d = Setup::new(
             "[inputs.alerts]\n[forwards.j]\nurl = \"journal\"\nfrom = [\"alerts\"]\nseverity = \"crit\"\n",
         )
@@ -3641,6 +3639,223 @@ when_full = "block"
         d.signal(Signal::TERM);
         d.assert_exit_code(0, "stop with a journal forward");
         let _ = fs::remove_file(&socket);
+    }
+
+    /// A fake journald: a datagram socket bound in `dir` whose reads time
+    /// out after `TIMEOUT`.
+    fn fake_journal(dir: &std::path::Path) -> (std::path::PathBuf, UnixDatagram) {
+        let socket = dir.join("journal.sock");
+        let journal = UnixDatagram::bind(&socket).expect("binding a fake journal");
+        journal.set_read_timeout(Some(TIMEOUT)).unwrap();
+        (socket, journal)
+    }
+
+    /// The journal forward `j`'s errors and discarded lines.
+    fn journal_losses(c: &Counters) -> (u64, u64) {
+        (
+            c.get("forward", "j", "errors"),
+            c.get("forward", "j", "discarded"),
+        )
+    }
+
+    /// Checks that the journal forward `j` lost nothing, then stops `d`.
+    fn stop_without_losses(d: &Daemon, socket: &std::path::Path) {
+        let c = d.counters();
+        assert_eq!(journal_losses(&c), (0, 0), "nothing dropped: {c}");
+        d.signal(Signal::TERM);
+        d.assert_exit_code(0, "stop with a journal forward");
+        let _ = fs::remove_file(socket);
+    }
+
+    /// The fields of one native-protocol entry: `KEY=value\n`, or `KEY\n`,
+    /// a little-endian u64 length, the value and `\n`.
+    fn journal_fields(mut entry: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut fields = Vec::new();
+        while !entry.is_empty() {
+            let at = entry
+                .iter()
+                .position(|&b| b == b'=' || b == b'\n')
+                .unwrap_or_else(|| {
+                    panic!(
+                        "a field name without = or \\n: {:?}",
+                        &entry[..entry.len().min(80)]
+                    )
+                });
+            let name = String::from_utf8_lossy(&entry[..at]).into_owned();
+            let (value, rest) = if entry[at] == b'=' {
+                let rest = &entry[at + 1..];
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap_or_else(|| panic!("{name}= without its \\n"));
+                (&rest[..end], &rest[end + 1..])
+            } else {
+                let rest = &entry[at + 1..];
+                let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+                let rest = &rest[8..];
+                assert_eq!(rest.get(len), Some(&b'\n'), "{name}: {len} bytes and \\n");
+                (&rest[..len], &rest[len + 1..])
+            };
+            fields.push((name, value.to_vec()));
+            entry = rest;
+        }
+        fields
+    }
+
+    /// Receives the empty datagram journald gets for an entry too large for
+    /// one: it must carry one sealed memfd; returns what the memfd holds.
+    fn recv_memfd_entry(journal: &UnixDatagram) -> Vec<u8> {
+        use std::io::{Seek, SeekFrom};
+        use std::mem::MaybeUninit;
+        use std::os::fd::OwnedFd;
+
+        use rustix::fs::{fcntl_get_seals, SealFlags};
+        use rustix::io::IoSliceMut;
+        use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+
+        let mut buf = [0u8; 64];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let got = recvmsg(
+            journal,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )
+        .expect("the datagram carrying the large entry");
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for msg in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = msg {
+                fds.extend(rights);
+            }
+        }
+        assert_eq!(
+            (got.bytes, fds.len()),
+            (0, 1),
+            "expected an empty datagram with one descriptor (SCM_RIGHTS), got {:?}",
+            String::from_utf8_lossy(&buf[..got.bytes.min(buf.len())])
+        );
+        let mut memfd = fs::File::from(fds.pop().unwrap());
+        let seals = fcntl_get_seals(&memfd).expect("F_GET_SEALS on the passed fd");
+        // journald before v254 takes a memfd as sealed only with exactly these.
+        let sealed = SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL;
+        assert_eq!(seals, sealed, "the passed memfd's seals");
+        // The daemon's writes left the shared offset at the end.
+        memfd.seek(SeekFrom::Start(0)).unwrap();
+        let mut entry = Vec::new();
+        memfd.read_to_end(&mut entry).unwrap();
+        entry
+    }
+
+    /// A line far beyond the ~200 KiB a datagram may carry, without `\n`.
+    fn large_line() -> Vec<u8> {
+        (0..400_000u32).map(|i| b'!' + (i % 90) as u8).collect()
+    }
+
+    /// The `MESSAGE` of the next plain datagram.
+    fn recv_message(journal: &UnixDatagram) -> String {
+        let mut buf = vec![0u8; 65536];
+        let n = journal.recv(&mut buf).expect("an entry");
+        let fields = journal_fields(&buf[..n]);
+        let message = fields.iter().find(|(name, _)| name == "MESSAGE");
+        String::from_utf8_lossy(&message.expect("a MESSAGE field").1).into_owned()
+    }
+
+    /// A daemon with a journal forward on `alerts` and lines up to 1 MiB.
+    fn large_line_journal(socket: &std::path::Path) -> Daemon {
+        Setup::new(
+            "max_line_bytes = 1048576\n[inputs.alerts]\n[forwards.j]\nurl = \"journal\"\nfrom = [\"alerts\"]\n",
+        )
+        .env("FIFO_BROKER_JOURNAL_SOCKET", socket.to_str().unwrap())
+        .start()
+    }
+
+    #[test]
+    fn journal_forward_passes_an_entry_too_large_for_a_datagram_in_a_sealed_memfd() {
+        let tmp = tmp();
+        let (socket, journal) = fake_journal(tmp.path());
+        let d = large_line_journal(&socket);
+        let big = large_line();
+        let mut input = big.clone();
+        input.extend_from_slice(b"\nshort\n");
+        d.write("alerts", &input);
+
+        let entry = recv_memfd_entry(&journal);
+        let fields = journal_fields(&entry);
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "MESSAGE",
+                "PRIORITY",
+                "SYSLOG_IDENTIFIER",
+                "FIFO_BROKER_INPUT"
+            ]
+        );
+        assert!(
+            fields[0].1 == big,
+            "MESSAGE holds {} bytes, expected the whole {}-byte line",
+            fields[0].1.len(),
+            big.len()
+        );
+        assert_eq!(fields[1].1, b"5", "PRIORITY (notice)");
+        assert_eq!(fields[2].1, b"alerts");
+        assert_eq!(fields[3].1, b"alerts");
+
+        let mut buf = vec![0u8; 65536];
+        let n = journal.recv(&mut buf).expect("the short line's entry");
+        assert_eq!(
+            String::from_utf8_lossy(&buf[..n]),
+            "MESSAGE=short\nPRIORITY=5\nSYSLOG_IDENTIFIER=alerts\nFIFO_BROKER_INPUT=alerts\n"
+        );
+        stop_without_losses(&d, &socket);
+    }
+
+    #[test]
+    fn journal_forward_keeps_a_large_entry_queued_while_journald_is_full() {
+        // A datagram socket's queue holds max_dgram_qlen + 1 datagrams: that
+        // many short lines fill it, so the memfd's datagram finds it full.
+        let qlen: usize = fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+            .expect("reading net.unix.max_dgram_qlen")
+            .trim()
+            .parse()
+            .expect("net.unix.max_dgram_qlen is a number");
+        let tmp = tmp();
+        let (socket, journal) = fake_journal(tmp.path());
+        let d = large_line_journal(&socket);
+        let mut input = Vec::new();
+        for i in 0..=qlen {
+            input.extend_from_slice(format!("fill {i}\n").as_bytes());
+        }
+        let big = large_line();
+        input.extend_from_slice(&big);
+        input.extend_from_slice(b"\nlast\n");
+        d.write("alerts", &input);
+        let c = d.wait_counters("every line queued for the forward", |c| {
+            c.get("forward", "j", "lines_out") == qlen as u64 + 3
+        });
+        assert!(
+            c.get("forward", "j", "bytes_out") < big.len() as u64,
+            "the large entry waits for room: {c}"
+        );
+        assert_eq!(
+            journal_losses(&c),
+            (0, 0),
+            "a full journal is no error: {c}"
+        );
+
+        for i in 0..=qlen {
+            assert_eq!(recv_message(&journal), format!("fill {i}"));
+        }
+        let fields = journal_fields(&recv_memfd_entry(&journal));
+        assert!(
+            fields[0].0 == "MESSAGE" && fields[0].1 == big,
+            "the whole large line once the journal has room, got {} bytes of {}",
+            fields[0].1.len(),
+            fields[0].0
+        );
+        assert_eq!(recv_message(&journal), "last");
+        stop_without_losses(&d, &socket);
     }
 
     /// VmRSS of `pid` in KiB.

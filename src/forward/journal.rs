@@ -6,8 +6,8 @@
 //! `/run/systemd/journal/socket`. An entry larger than the socket accepts
 //! (`sendmsg` fails with `EMSGSIZE`) has to go the way sd_journal_sendv(3)
 //! does it instead: written into a sealed memfd whose descriptor is passed
-//! with `SCM_RIGHTS` on an empty datagram. The integration decides whether
-//! to do that or to truncate such lines.
+//! with `SCM_RIGHTS` on an empty datagram; `output::forward::journal` does
+//! that with the entry encoded here, unchanged.
 //!
 //! Wire format (systemd's `JOURNAL_NATIVE_PROTOCOL`): `KEY=value\n` when the
 //! value has no `\n`, else `KEY\n`, the value's length as a little-endian

@@ -153,6 +153,18 @@ check "journal forward: reload applies it" until_ok 3 sh -c "journalctl -q --no-
 echo "forwarded to the journal $t" >$RUN/alerts
 check "journal forward: journalctl FIFO_BROKER_INPUT=alerts shows the line" until_ok 5 sh -c "journalctl -q --no-pager -o cat FIFO_BROKER_INPUT=alerts | grep -qx 'forwarded to the journal $t'"
 check "journal forward: PRIORITY=2 (crit), SYSLOG_IDENTIFIER=alerts" sh -c "journalctl -q --no-pager -o export FIFO_BROKER_INPUT=alerts | grep -qx 'PRIORITY=2' && journalctl -q --no-pager -o export FIFO_BROKER_INPUT=alerts | grep -qx 'SYSLOG_IDENTIFIER=alerts'"
+# A line too large for one datagram reaches journald in a sealed memfd,
+# which the unit's sandbox (SystemCallFilter=, MemoryDenyWriteExecute=) allows.
+sed -i 's/^max_line_bytes = .*/max_line_bytes = 1048576/' $CONF
+t=$(mark)
+systemctl reload $U
+check "journal forward: reload raises max_line_bytes" until_ok 3 sh -c "journalctl -q --no-pager -o cat -u $U --since @$t | grep -q '^reloaded: '"
+{ printf 'large %s ' "$t"; head -c 400000 /dev/zero | tr '\0' x; echo; } >/tmp/large.line
+cat /tmp/large.line >$RUN/alerts
+name="journal forward: a 400 kB line reaches journalctl whole (memfd)"
+if until_ok 5 sh -c "journalctl -q --no-pager -a -o cat FIFO_BROKER_INPUT=alerts | grep -F 'large $t ' | cmp -s - /tmp/large.line"; then pass "$name"
+else fail "$name" "journalctl shows $(journalctl -q --no-pager -a -o cat FIFO_BROKER_INPUT=alerts | grep -F "large $t " | wc -c) of its $(wc -c </tmp/large.line) bytes" \
+  "daemon: $(journalctl -q --no-pager -o cat -u $U --since @$t | tail -n 3 | cut -c1-300)"; fi
 cp /root/orig.toml $CONF
 systemctl reload $U
 check "journal forward: removed again" until_ok 3 sh -c "systemctl show -P StatusText $U | grep -q '^2 inputs, '"
