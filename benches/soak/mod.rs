@@ -4,25 +4,34 @@
 //! test at the end of `tests/broker.rs`.
 //!
 //! What runs: 8 writers (6 with an input each, whose lines are 1 B–8 KiB,
-//! sometimes ending a session with an unterminated line; 2 sharing an input
-//! with lines of at most `PIPE_BUF`, which must never tear), a ninth writer
-//! on an input that reloads add and remove, 6 subscribers over every
-//! `when_full` policy read by `cat` processes that are stopped, continued,
-//! killed and restarted at random (the three "stable" ones are only stopped
-//! and continued), a block sink rotated logrotate-style (rename + SIGHUP), a
-//! reload every 2 s (one in four invalid, some adding and removing an input
-//! and a subscriber), SIGUSR1 now and then, and, when running as root, a
+//! sometimes ending a session with an unterminated line, and who every
+//! 0.1–2 s write a burst of 16–256 KiB of lines in one `write()` or back to
+//! back, so the daemon falls behind, reads large chunks and takes its
+//! zero-copy path; 2 sharing an input with lines of at most `PIPE_BUF`, which
+//! must never tear), a ninth writer on an input that reloads add and remove,
+//! 10 subscribers over every `when_full` policy read by `cat` processes that
+//! are stopped, continued, killed and restarted at random (the "stable" ones
+//! are only stopped and continued), 4 of them mirrors (one input each, as it
+//! is: fed by `tee(2)` while a writer streams), one of which reloads take off
+//! the zero-copy path and back now and then (by a format or a filter), a
+//! block sink rotated logrotate-style (rename + SIGHUP), a reload every 2 s
+//! (one in four invalid, some adding and removing an input and a
+//! subscriber), SIGUSR1 now and then, and, when running as root, a
 //! drop-newest sink on a 4 MiB tmpfs that a ballast file fills and frees.
 //!
 //! What is checked (every failure is collected, none stops the run): no
 //! output ever gets a torn or unknown line; per writer, lines arrive in
-//! order and at most once; the block subscriber and the block sink get
+//! order and at most once; the block subscribers and the block sink get
 //! every line exactly once; per output, the daemon's final counters balance
 //! (lines routed = out + dropped + discarded + filtered), and a stable
 //! reader counted exactly `lines_out`; each input's `lines_in` is what its
 //! writers wrote; fd count and RSS after warm-up stay within 10 % of the
 //! warm-up's peak; the daemon uses no CPU once the load stops, exits 0 on
-//! SIGTERM, and never panics.
+//! SIGTERM, and never panics. The one line allowed to be cut: a reload that
+//! takes `mir-flip` off the zero-copy path while it has the start of a line
+//! ends that line there with `\n` (docs/semantics.md); such a cut must be
+//! the start of a written line, the whole line must follow, and there are
+//! no more cuts than such reloads.
 
 #![allow(dead_code)]
 
@@ -57,6 +66,12 @@ const MAX_SHARED_LINE: usize = 4095;
 const TINY: usize = 24;
 /// The tmpfs for the small sink.
 const TMPFS_BYTES: usize = 4 << 20;
+/// A burst (lines written at once, so that the daemon falls behind) is
+/// this many bytes at least, and at most `BURST_MAX`.
+const BURST_MIN: u64 = 16 << 10;
+const BURST_MAX: u64 = 256 << 10;
+/// The writer of `mir-flip`'s input.
+const FLIP_WRITER: usize = 2;
 
 /// How the soak runs.
 #[derive(Debug, Clone)]
@@ -255,8 +270,11 @@ struct Seen {
     /// killed before it (allowed only as a reader's first line).
     inherited_fragments: u64,
     /// Sink files that end with a line cut on a full disk (the daemon
-    /// counts that line as dropped).
+    /// counts that line as dropped); for `mir-flip`, lines a reload cut.
     cut: u64,
+    /// `mir-flip`: the start of the line a reload cut, whose whole must
+    /// come next.
+    resend: Option<Vec<u8>>,
 }
 
 impl Seen {
@@ -283,14 +301,85 @@ impl Seen {
             Some(Parsed::Tiny { w }) => self.tiny[w] += 1,
             None if first => self.inherited_fragments += 1,
             None => {
-                let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
                 self.problem(format!(
-                    "torn or unknown line of {} bytes: {shown:?}",
-                    line.len()
+                    "torn or unknown line of {} bytes: {:?}",
+                    line.len(),
+                    shown(line)
                 ));
             }
         }
     }
+
+    /// Checks one line of `mir-flip`, when `allowed` reloads so far took it
+    /// off the zero-copy path. Such a reload ends the line whose start the
+    /// reader has with `\n` there; the daemon then sends the whole line and
+    /// counts it once. So a cut must be the start of a line and come with
+    /// its whole right after. (A cut that happens to be a whole short line,
+    /// or a whole record without its `\n`, parses as a line: the first the
+    /// books find, the second is the record once more, right after.)
+    fn flip_line(&mut self, line: &[u8], allowed: u64) {
+        if let Some(start) = self.resend.take() {
+            if line.len() <= start.len() || !line.starts_with(&start) {
+                self.problem(format!(
+                    "cut line {:?} followed by {:?}, not by its whole",
+                    shown(&start),
+                    shown(line)
+                ));
+            }
+        }
+        let parsed = parse_line(line);
+        let cut = match parsed {
+            None => is_line_start(line),
+            Some(Parsed::Record { w, seq }) => self.last_seq[w] == Some(seq),
+            Some(Parsed::Tiny { .. }) => false,
+        };
+        if cut && self.cut < allowed {
+            self.lines += 1;
+            self.cut += 1;
+            if parsed.is_none() {
+                self.resend = Some(line.to_vec());
+            }
+            return;
+        }
+        self.line(line, false);
+    }
+}
+
+/// The start of `line`, for a message.
+fn shown(line: &[u8]) -> String {
+    String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned()
+}
+
+/// True if `line` is the start, not the whole, of a line a writer wrote
+/// (with a header): what a mirror has of a line when a reload takes it off
+/// the zero-copy path.
+fn is_line_start(line: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let fields: Vec<&str> = text.splitn(4, '.').collect();
+    if let [w, seq, len, rest] = fields[..] {
+        if !rest.is_empty() {
+            let (Ok(w), Ok(seq), Ok(len)) = (w.parse::<usize>(), seq.parse(), len.parse()) else {
+                return false;
+            };
+            let tail = match rest.as_bytes()[0] {
+                b'L' => false,
+                b'T' => true,
+                _ => return false,
+            };
+            if w >= WRITERS || line.len() >= len {
+                return false;
+            }
+            let mut whole = Vec::with_capacity(len);
+            make_line(w, seq, len, tail, &mut whole);
+            return whole.starts_with(line);
+        }
+    }
+    // Inside the header: digits and at most three dots.
+    line.first().is_some_and(u8::is_ascii_digit)
+        && line.iter().all(|b| b.is_ascii_digit() || *b == b'.')
+        && line.iter().filter(|&&b| b == b'.').count() <= 3
 }
 
 // ---------------------------------------------------------------------------
@@ -307,9 +396,11 @@ struct SubSpec {
     filter: Option<&'static str>,
     /// Readers are only stopped and continued, never killed.
     stable: bool,
+    /// Reloads take it off the zero-copy path and back (see [`Variant`]).
+    flips: bool,
 }
 
-const SUBS: [SubSpec; 6] = [
+const SUBS: [SubSpec; 10] = [
     SubSpec {
         name: "blk",
         policy: "block",
@@ -317,6 +408,7 @@ const SUBS: [SubSpec; 6] = [
         from: r#"["w*", "shared", "x*"]"#,
         filter: None,
         stable: true,
+        flips: false,
     },
     SubSpec {
         name: "new",
@@ -325,6 +417,7 @@ const SUBS: [SubSpec; 6] = [
         from: r#"["w*", "shared"]"#,
         filter: None,
         stable: true,
+        flips: false,
     },
     SubSpec {
         name: "old",
@@ -333,6 +426,7 @@ const SUBS: [SubSpec; 6] = [
         from: r#"["w*", "shared"]"#,
         filter: None,
         stable: true,
+        flips: false,
     },
     SubSpec {
         name: "blk-churn",
@@ -341,6 +435,7 @@ const SUBS: [SubSpec; 6] = [
         from: r#"["w0", "w1", "w2", "shared"]"#,
         filter: None,
         stable: false,
+        flips: false,
     },
     SubSpec {
         name: "new-churn",
@@ -349,6 +444,7 @@ const SUBS: [SubSpec; 6] = [
         from: r#"["w*", "shared"]"#,
         filter: None,
         stable: false,
+        flips: false,
     },
     SubSpec {
         name: "old-churn",
@@ -357,6 +453,44 @@ const SUBS: [SubSpec; 6] = [
         from: r#"["w3", "w4", "w5", "shared"]"#,
         filter: Some(r"^[0-9]\.[0-9]*[02468]\."),
         stable: false,
+        flips: false,
+    },
+    // Mirrors: one input each, taken as it is (the zero-copy path).
+    SubSpec {
+        name: "mir",
+        policy: "block",
+        buffer: 65536,
+        from: r#"["w0"]"#,
+        filter: None,
+        stable: true,
+        flips: false,
+    },
+    SubSpec {
+        name: "mir-new",
+        policy: "drop-newest",
+        buffer: 8192,
+        from: r#"["w3"]"#,
+        filter: None,
+        stable: true,
+        flips: false,
+    },
+    SubSpec {
+        name: "mir-churn",
+        policy: "drop-oldest",
+        buffer: 8192,
+        from: r#"["w1"]"#,
+        filter: None,
+        stable: false,
+        flips: false,
+    },
+    SubSpec {
+        name: "mir-flip",
+        policy: "block",
+        buffer: 32768,
+        from: r#"["w2"]"#,
+        filter: None,
+        stable: true,
+        flips: true,
     },
 ];
 
@@ -378,6 +512,10 @@ struct Variant {
     extra_input: bool,
     extra_output: bool,
     bigger_new: bool,
+    /// `mir-flip`: 0, a mirror; 1, `format = "{input} {line}"`; 2, a
+    /// filter that excludes nothing. Either of the last two takes it off
+    /// the zero-copy path and ends a line it has the start of.
+    flip: u8,
     /// 0: valid; 1..=3: one kind of mistake each.
     invalid: u8,
 }
@@ -420,6 +558,11 @@ fn config_text(p: &Paths, v: Variant) -> String {
         );
         if let Some(re) = s.filter {
             let _ = writeln!(c, "match = '{re}'");
+        }
+        match v.flip {
+            1 if s.flips => c.push_str("format = \"{input} {line}\"\n"),
+            2 if s.flips => c.push_str("exclude = '^$'\n"),
+            _ => {}
         }
         c.push('\n');
     }
@@ -503,7 +646,7 @@ fn parse_counters(log: &str) -> Counters {
 struct Shared {
     stop: AtomicBool,
     stop_writers: AtomicBool,
-    /// Lines each writer wrote (one `write()` each, all complete).
+    /// Lines each writer wrote (all complete).
     written: [AtomicU64; WRITERS],
     /// Records each writer wrote.
     records: [AtomicU64; WRITERS],
@@ -517,6 +660,16 @@ struct Shared {
     attaches: AtomicU64,
     /// Writers that waited too long for their unterminated line.
     tail_timeouts: AtomicU64,
+    /// Each writer is in a burst.
+    bursting: [AtomicBool; WRITERS],
+    /// The controller asks `FLIP_WRITER` for a long burst (to reload in).
+    long_burst: AtomicBool,
+    /// Bursts written, and the lines in them.
+    bursts: AtomicU64,
+    burst_lines: AtomicU64,
+    /// Reloads so far that took `mir-flip` off the zero-copy path (counted
+    /// before the SIGHUP).
+    flips_off: AtomicU64,
 }
 
 fn zeros<const N: usize>() -> [AtomicU64; N] {
@@ -526,9 +679,12 @@ fn zeros<const N: usize>() -> [AtomicU64; N] {
 /// One writer: sessions of lines, each one `write()`; a session of a
 /// writer with its own input may end with an unterminated line, after which
 /// it waits until `blk` got it (so its next session starts a new line).
+/// Such a writer also writes a burst every 0.1–2 s (and `FLIP_WRITER` a
+/// long one when the controller asks).
 fn writer(w: usize, dir: PathBuf, rate: u32, seed: u64, sh: Arc<Shared>) {
     let mut rng = Rng::new(seed);
     let mut line = Vec::new();
+    let mut next_burst = Instant::now() + rng.millis(100, 2000);
     let max = if input_of(w) == "shared" {
         MAX_SHARED_LINE
     } else {
@@ -557,6 +713,13 @@ fn writer(w: usize, dir: PathBuf, rate: u32, seed: u64, sh: Arc<Shared>) {
         let mut sent = 0;
         let mut tail = false;
         while sent < session && !sh.stop_writers.load(Ordering::Relaxed) {
+            let long = w == FLIP_WRITER && sh.long_burst.swap(false, Ordering::SeqCst);
+            if long || (w < OWN_WRITERS && Instant::now() >= next_burst) {
+                burst(w, long, &mut file, &mut rng, &sh, &mut line);
+                next_burst = Instant::now() + rng.millis(100, 2000);
+                sent += 1;
+                continue;
+            }
             let len = rng.line_len(max);
             tail = sent + 1 == session && w < OWN_WRITERS && rng.one_in(3);
             let seq = sh.records[w].load(Ordering::Relaxed);
@@ -607,6 +770,59 @@ fn writer(w: usize, dir: PathBuf, rate: u32, seed: u64, sh: Arc<Shared>) {
     }
 }
 
+/// A burst of writer `w` (whose input is its own: on a shared input, writes
+/// over `PIPE_BUF` may interleave): 16–256 KiB of whole lines, all in one
+/// `write()` or each in one without a pause, so the daemon falls behind and
+/// its reads come back large (then it tees to the mirrors, and lines
+/// straddle reads and tees). A `long` one is 256 KiB–1 MiB in one
+/// `write()`, long enough for a reload to come in the middle.
+fn burst(w: usize, long: bool, file: &mut File, rng: &mut Rng, sh: &Shared, line: &mut Vec<u8>) {
+    let size = match long {
+        true => rng.range(BURST_MAX, 4 * BURST_MAX),
+        false => rng.range(BURST_MIN, BURST_MAX),
+    } as usize;
+    let at_once = long || rng.one_in(2);
+    let mut buf = Vec::with_capacity(if at_once { size + MAX_LINE + 1 } else { 0 });
+    let (mut lines, mut records, mut bytes) = (0u64, 0u64, 0usize);
+    let seq = sh.records[w].load(Ordering::Relaxed);
+    if !at_once {
+        sh.bursting[w].store(true, Ordering::SeqCst);
+    }
+    while bytes < size {
+        let len = rng.line_len(MAX_LINE);
+        make_line(w, seq + records, len, false, line);
+        line.push(b'\n');
+        bytes += line.len();
+        let is_record = len >= TINY;
+        if at_once {
+            buf.extend_from_slice(line);
+            lines += 1;
+            records += u64::from(is_record);
+            continue;
+        }
+        if let Err(e) = file.write_all(line) {
+            panic!("writer {w}: burst write of {} bytes: {e}", line.len());
+        }
+        sh.written[w].fetch_add(1, Ordering::Relaxed);
+        if is_record {
+            sh.records[w].fetch_add(1, Ordering::Relaxed);
+            records += 1;
+        }
+        sh.burst_lines.fetch_add(1, Ordering::Relaxed);
+    }
+    if at_once {
+        sh.bursting[w].store(true, Ordering::SeqCst);
+        if let Err(e) = file.write_all(&buf) {
+            panic!("writer {w}: burst write of {} bytes: {e}", buf.len());
+        }
+        sh.written[w].fetch_add(lines, Ordering::Relaxed);
+        sh.records[w].fetch_add(records, Ordering::Relaxed);
+        sh.burst_lines.fetch_add(lines, Ordering::Relaxed);
+    }
+    sh.bursts.fetch_add(1, Ordering::Relaxed);
+    sh.bursting[w].store(false, Ordering::SeqCst);
+}
+
 /// Starts `cat SUB` with its output piped back to us.
 fn spawn_cat(path: &Path) -> Child {
     Command::new("cat")
@@ -629,6 +845,7 @@ fn reader(
     seed: u64,
 ) {
     let mut rng = Rng::new(seed);
+    let flip_prefix = format!("{} ", input_of(FLIP_WRITER));
     loop {
         let stdout = {
             let mut slot = slot.lock().unwrap();
@@ -659,7 +876,13 @@ fn reader(
                 Ok(_) => {
                     line.pop();
                     let mut seen = seen.lock().unwrap();
-                    seen.line(&line, first && !spec.stable);
+                    if spec.flips {
+                        // `format = "{input} {line}"` for a while.
+                        let body = line.strip_prefix(flip_prefix.as_bytes()).unwrap_or(&line);
+                        seen.flip_line(body, sh.flips_off.load(Ordering::SeqCst));
+                    } else {
+                        seen.line(&line, first && !spec.stable);
+                    }
                     if spec.name == "blk" {
                         if let Some(Parsed::Record { w, seq }) = parse_line(&line) {
                             sh.blk_seen[w].fetch_max(seq + 1, Ordering::Relaxed);
@@ -866,6 +1089,11 @@ pub fn run(opts: &Options) -> Report {
         kills: AtomicU64::new(0),
         attaches: AtomicU64::new(0),
         tail_timeouts: AtomicU64::new(0),
+        bursting: std::array::from_fn(|_| AtomicBool::new(false)),
+        long_burst: AtomicBool::new(false),
+        bursts: AtomicU64::new(0),
+        burst_lines: AtomicU64::new(0),
+        flips_off: AtomicU64::new(0),
     });
     let notify = UnixDatagram::bind(&paths.notify).expect("notify socket");
     notify
@@ -899,7 +1127,8 @@ pub fn run(opts: &Options) -> Report {
         .arg("--config")
         .arg(&paths.config)
         .env("NOTIFY_SOCKET", &paths.notify)
-        .env("RUST_LOG", "info")
+        // The subscribers' debug lines say when a reload ended a line early.
+        .env("RUST_LOG", "info,fifo_broker::output::subscriber=debug")
         .env("RUST_LOG_STYLE", "never")
         .env_remove("JOURNAL_STREAM")
         .env_remove("WATCHDOG_USEC")
@@ -968,6 +1197,8 @@ pub fn run(opts: &Options) -> Report {
     let mut next_usr1 = Instant::now() + rng.millis(1000, 6000);
     let mut next_print = Instant::now() + Duration::from_secs(10);
     let mut ballast: Option<Instant> = None;
+    // What `mir-flip` runs with (an invalid reload keeps it).
+    let mut applied_flip = 0u8;
     let ballast_path = paths.small.as_ref().map(|s| s.join("ballast"));
     let log_path = paths.logs.join("soak.log");
     let small_path = paths.small.as_ref().map(|s| s.join("small.log"));
@@ -1021,12 +1252,29 @@ pub fn run(opts: &Options) -> Report {
                     variant.extra_output
                 },
                 bigger_new: rng.one_in(2),
+                flip: match (rng.one_in(2), variant.flip) {
+                    (false, same) => same,
+                    (true, 0) => rng.range(1, 2) as u8,
+                    (true, _) => 0,
+                },
                 invalid: if rng.one_in(4) {
                     rng.range(1, 3) as u8
                 } else {
                     0
                 },
             };
+            if variant.invalid == 0 && applied_flip == 0 && variant.flip != 0 {
+                // Taking `mir-flip` off the zero-copy path cuts a line only
+                // if it has the start of one: most likely while its writer
+                // streams, so in the middle of a long burst.
+                sh.long_burst.store(true, Ordering::SeqCst);
+                let by = Instant::now() + Duration::from_secs(3);
+                while !sh.bursting[FLIP_WRITER].load(Ordering::SeqCst) && Instant::now() < by {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                thread::sleep(rng.millis(0, 3));
+                sh.flips_off.fetch_add(1, Ordering::SeqCst);
+            }
             fs::write(&paths.config, config_text(&paths, variant)).unwrap();
             let rotated_log = paths.logs.join(format!("soak.log.{rotations}"));
             if rotate_log && fs::rename(&log_path, &rotated_log).is_ok() {
@@ -1052,6 +1300,9 @@ pub fn run(opts: &Options) -> Report {
                 // An invalid config keeps the old one: the next valid
                 // reload must still apply from whatever ran.
                 variant.invalid = 0;
+                variant.flip = applied_flip;
+            } else {
+                applied_flip = variant.flip;
             }
             let deadline = Instant::now() + Duration::from_secs(10);
             while sh.readies.load(Ordering::SeqCst) == before && Instant::now() < deadline {
@@ -1168,6 +1419,10 @@ pub fn run(opts: &Options) -> Report {
             .push("fifo-broker panicked (see its log)".into());
     }
     let counters = parse_counters(&log);
+    let ended_early = log
+        .lines()
+        .filter(|l| l.contains("subscriber mir-flip: a reload changed its input in the middle"))
+        .count() as u64;
 
     // The sinks' last files.
     check_sink_file(&log_path, true, false, &mut log_seen);
@@ -1220,17 +1475,34 @@ pub fn run(opts: &Options) -> Report {
         "frags",
         "cut",
     );
-    let mut outputs: Vec<(&str, &str, &str, Seen, bool)> = Vec::new();
+    let flips_off = sh.flips_off.load(Ordering::SeqCst);
+    let mut flip_cuts = 0;
+    // (name, when_full, from, what was read, stable, flips)
+    let mut outputs: Vec<(&str, &str, &str, Seen, bool, bool)> = Vec::new();
     for (spec, s) in SUBS.iter().zip(&seen) {
         let s = std::mem::take(&mut *s.lock().unwrap());
-        outputs.push((spec.name, spec.policy, spec.from, s, spec.stable));
+        outputs.push((
+            spec.name,
+            spec.policy,
+            spec.from,
+            s,
+            spec.stable,
+            spec.flips,
+        ));
     }
     let all = r#"["w*", "shared", "x*"]"#;
-    outputs.push(("log", "block", all, log_seen, true));
+    outputs.push(("log", "block", all, log_seen, true, false));
     if paths.small.is_some() {
-        outputs.push(("small", "drop-newest", r#"["w0", "w1"]"#, small_seen, true));
+        outputs.push((
+            "small",
+            "drop-newest",
+            r#"["w0", "w1"]"#,
+            small_seen,
+            true,
+            false,
+        ));
     }
-    for (name, policy, from, s, stable) in &outputs {
+    for (name, policy, from, s, stable, flips) in &mut outputs {
         let c = counters.get(*name).cloned().unwrap_or_default();
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
         let routed = routed(from);
@@ -1247,12 +1519,6 @@ pub fn run(opts: &Options) -> Report {
         if out + dropped + discarded + filtered != routed {
             books.push(format!("routed {routed} != out+dropped+discarded+filtered"));
         }
-        if *stable && s.lines != out {
-            books.push(format!("read {} != lines_out {out}", s.lines));
-        }
-        if !*stable && s.lines > out {
-            books.push(format!("read {} > lines_out {out}", s.lines));
-        }
         if *policy == "block" && *stable {
             for w in writers_of(from) {
                 if s.records[w] != records[w] {
@@ -1261,7 +1527,34 @@ pub fn run(opts: &Options) -> Report {
                         s.records[w], records[w]
                     ));
                 }
+                // A cut that is a whole short line was read as one: the
+                // extra ones are cuts.
+                let short = written[w] - records[w];
+                match s.tiny[w].checked_sub(short) {
+                    Some(extra) if *flips => s.cut += extra,
+                    Some(0) => {}
+                    _ => books.push(format!("writer {w}: {} of {short} short lines", s.tiny[w])),
+                }
             }
+        }
+        // A stable reader of `mir-flip` read the lines out and the cuts.
+        let cuts = if *flips { s.cut } else { 0 };
+        if *flips && cuts > flips_off {
+            books.push(format!(
+                "{cuts} cut lines, but only {flips_off} reloads took it off the zero-copy path"
+            ));
+        }
+        if *flips && cuts != ended_early {
+            books.push(format!(
+                "{cuts} cut lines, but the daemon says it ended {ended_early} lines early"
+            ));
+        }
+        flip_cuts += cuts;
+        if *stable && s.lines != out + cuts {
+            books.push(format!("read {} != lines_out {out} + {cuts} cut", s.lines));
+        }
+        if !*stable && s.lines > out {
+            books.push(format!("read {} > lines_out {out}", s.lines));
         }
         if *policy == "block" && *stable && (dropped != 0 || discarded != 0) {
             books.push(format!(
@@ -1340,6 +1633,13 @@ pub fn run(opts: &Options) -> Report {
         opts.seed,
         total as f64 / load_time.as_secs_f64(),
         records.iter().sum::<u64>(),
+    );
+    let _ = writeln!(
+        table,
+        "bursts: {} ({} lines); {flips_off} reloads took mir-flip off the zero-copy path, \
+         cutting {flip_cuts} lines (the daemon says {ended_early})",
+        sh.bursts.load(Ordering::SeqCst),
+        sh.burst_lines.load(Ordering::SeqCst),
     );
     let _ = writeln!(
         table,
