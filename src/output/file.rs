@@ -238,8 +238,8 @@ fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
 /// the loop wait for it: freeing a large file's pages takes milliseconds
 /// (13–22 ms for 100 MiB on tmpfs were measured), so the file is renamed out
 /// of the way at once (to a name no other discard uses, so no rename ever
-/// frees a file) and unlinked on a short-lived thread at the lowest
-/// priority, which the loop's own work always comes before.
+/// frees a file) and unlinked on a short-lived thread that only gets CPU
+/// time nobody else wants ([`background`]).
 fn discard(path: &Path) -> io::Result<()> {
     static DISCARDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = DISCARDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -254,8 +254,7 @@ fn discard(path: &Path) -> io::Result<()> {
     let unlink = {
         let doomed = doomed.clone();
         move || {
-            // This thread only (on Linux, `PRIO_PROCESS` 0 is the caller).
-            let _ = rustix::process::setpriority_process(None, 19);
+            background();
             if let Err(e) = std::fs::remove_file(&doomed) {
                 log::warn!("cannot remove {}: {e}", doomed.display());
             }
@@ -269,6 +268,22 @@ fn discard(path: &Path) -> io::Result<()> {
         remove_if_exists(&doomed)?;
     }
     Ok(())
+}
+
+/// Puts the calling thread under `SCHED_IDLE`: it runs only when a CPU has
+/// nothing else to do, and the kernel counts a CPU running only such threads
+/// as idle when it places a woken task, so freeing a large file never keeps
+/// the loop, a writer or a reader waiting (at nice 19 it still held a CPU for
+/// milliseconds at a time while they queued on the other). If that fails,
+/// nice 19 (both apply to this thread only).
+fn background() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `sched_setscheduler` reads the `sched_param` it is given,
+    // which lives on this stack for the whole call; pid 0 is this thread.
+    let done = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+    if !done {
+        let _ = rustix::process::setpriority_process(None, 19);
+    }
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
