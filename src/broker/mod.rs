@@ -59,7 +59,7 @@ const READS_PER_TURN: usize = 16;
 /// Bytes one input may read per turn before others get theirs: a flooded
 /// input then delays a quiet one by one batch's routing at most (the quiet
 /// one's event is handled first in the next turn; busy inputs go round).
-const BYTES_PER_TURN: usize = 64 * 1024;
+const BYTES_PER_TURN: usize = 32 * 1024;
 
 fn input_token(key: usize) -> Token {
     Token(2 * key)
