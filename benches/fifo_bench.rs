@@ -1306,7 +1306,9 @@ fn idle() {
     for w in &mut writers {
         w.write_all(b"attach\n").unwrap();
     }
-    thread::sleep(Duration::from_secs(1));
+    // The daemon refreshes `STATUS=` once, a second after the last activity
+    // (the lines above): let that pass before the idle window starts.
+    thread::sleep(Duration::from_secs(2));
     let (cpu0, csw0) = (
         cpu_seconds(pid),
         proc_status(pid, "voluntary_ctxt_switches:"),
