@@ -18,8 +18,9 @@ use rustix::fs::{Mode, OFlags, CWD};
 use rustix::process::Signal;
 
 use util::{
-    contains, count_newlines, data_lines, eventually, join_within, open_fifo_writer, quote,
-    require_root, sh, split_lines, text_lines, Cat, Daemon, Received, Setup, SlowReader, TIMEOUT,
+    contains, count_newlines, data_lines, eventually, flush_with_markers, join_within,
+    open_fifo_writer, quote, require_root, sh, split_lines, text_lines, Cat, Daemon, Received,
+    Setup, SlowReader, TIMEOUT,
 };
 
 // ---------------------------------------------------------------------------
@@ -682,27 +683,6 @@ fn whole_increasing(lines: &[String], what: &str) -> Vec<usize> {
         seqs.push(seq);
     }
     seqs
-}
-
-/// Writes `end-K` markers until `r` has received the latest one, so that
-/// every earlier line that will ever reach `r` has reached it.
-fn flush_with_markers(d: &Daemon, input: &str, r: &dyn Received) {
-    let mut k = 0;
-    eventually(Duration::from_secs(30), || {
-        k += 1;
-        let marker = format!("end-{k}");
-        d.write(input, format!("{marker}\n").as_bytes());
-        thread::sleep(Duration::from_millis(50));
-        let got = text_lines(&r.bytes());
-        if got.last() == Some(&marker) {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected reader to catch up to {marker}, last line {:?}",
-                got.last()
-            ))
-        }
-    });
 }
 
 #[test]

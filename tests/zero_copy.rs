@@ -26,9 +26,17 @@ use rustix::fs::{Mode, CWD};
 use rustix::process::Signal;
 
 use util::{
-    count_newlines, data_lines, join_within, quote, sh, split_lines, text_lines, Cat, Daemon,
-    Received, SlowReader, PROBE, TIMEOUT,
+    count_newlines, data_lines, flush_with_markers, join_within, quote, sh, split_lines, Cat,
+    Daemon, Received, SlowReader, PROBE, TIMEOUT,
 };
+
+/// One input, `alerts`, and one `{line}` subscriber of it, `tail`.
+const ONE_TAIL: &str = r#"
+[inputs.alerts]
+
+[subscribers.tail]
+from = ["alerts"]
+"#;
 
 // ---------------------------------------------------------------------------
 // Workloads.
@@ -255,28 +263,6 @@ fn attach_with_error_probes(d: &Daemon, input: &str, readers: &[&dyn Received]) 
     });
 }
 
-/// Writes `end-K` markers until `r` has received the latest one, so that
-/// every earlier line that will ever reach `r` has reached it.
-fn flush_with_markers(d: &Daemon, input: &str, r: &dyn Received) {
-    let mut k = 0;
-    util::eventually(Duration::from_secs(30), || {
-        k += 1;
-        let marker = format!("end-{k}");
-        d.write(input, format!("{marker}\n").as_bytes());
-        // Paces the markers; the check below is what decides.
-        thread::sleep(Duration::from_millis(50));
-        let got = text_lines(&r.bytes());
-        if got.last() == Some(&marker) {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected the reader to catch up to {marker}, last line {:?}",
-                got.last()
-            ))
-        }
-    });
-}
-
 // ---------------------------------------------------------------------------
 // 1. `block` is lossless, byte for byte.
 
@@ -472,14 +458,7 @@ fn drop_newest_subscriber_with_stalling_reader_gets_only_whole_known_lines() {
 fn reader_attaching_mid_stream_never_sees_a_partial_first_line() {
     const LONG: usize = 3000;
     const CYCLES: usize = 50;
-    let d = Daemon::start(
-        r#"
-[inputs.alerts]
-
-[subscribers.tail]
-from = ["alerts"]
-"#,
-    );
+    let d = Daemon::start(ONE_TAIL);
     let stop = Arc::new(AtomicBool::new(false));
     let mut f = d.open_writer("alerts");
     let writing = stop.clone();
@@ -554,23 +533,24 @@ from = ["alerts"]
     d.assert_running("after attach/detach cycles mid-stream");
 }
 
-#[test]
-fn reader_arriving_while_a_line_is_half_read_gets_that_line_whole() {
-    let d = Daemon::start(
-        r#"
-[inputs.alerts]
-
-[subscribers.tail]
-from = ["alerts"]
-"#,
-    );
-    // A reader is attached while the first half of a line comes, and leaves.
-    let old = Cat::on(&d, "tail", "old");
-    d.attach("alerts", &[&old]);
+/// A daemon with one subscriber `tail` of input `alerts`, a reader tagged
+/// `tag` attached to it, and a writer that has written the first half of a
+/// line (`half-`), which the daemon has read.
+fn half_line_written(tag: &str) -> (Daemon, Cat, std::fs::File) {
+    let d = Daemon::start(ONE_TAIL);
+    let r = Cat::on(&d, "tail", tag);
+    d.attach("alerts", &[&r]);
     let bytes0 = d.counters().input("alerts", "bytes_in");
     let mut w = d.open_writer("alerts");
     w.write_all(b"half-").expect("writing the first half");
     wait_bytes_in(&d, "alerts", bytes0 + 5);
+    (d, r, w)
+}
+
+#[test]
+fn reader_arriving_while_a_line_is_half_read_gets_that_line_whole() {
+    // A reader is attached while the first half of a line comes, and leaves.
+    let (d, old, mut w) = half_line_written("old");
     drop(old);
     d.wait_counters(
         "subscriber tail detached after its reader was killed",
@@ -702,14 +682,7 @@ fn overlong_lines_are_cut_to_max_line_bytes_for_a_verbatim_subscriber() {
 
 #[test]
 fn unterminated_tail_written_in_pieces_is_one_line_when_the_writer_closes() {
-    let d = Daemon::start(
-        r#"
-[inputs.alerts]
-
-[subscribers.tail]
-from = ["alerts"]
-"#,
-    );
+    let d = Daemon::start(ONE_TAIL);
     let r = Cat::on(&d, "tail", "r");
     d.attach("alerts", &[&r]);
 
@@ -861,21 +834,7 @@ when_full = "block"
 #[test]
 fn half_line_on_a_fifo_replaced_behind_the_daemon_is_completed_not_merged() {
     const M: usize = 2_000;
-    let d = Daemon::start(
-        r#"
-[inputs.alerts]
-
-[subscribers.tail]
-from = ["alerts"]
-"#,
-    );
-    let r = Cat::on(&d, "tail", "r");
-    d.attach("alerts", &[&r]);
-    let bytes0 = d.counters().input("alerts", "bytes_in");
-
-    let mut old = d.open_writer("alerts");
-    old.write_all(b"half-").expect("writing the first half");
-    wait_bytes_in(&d, "alerts", bytes0 + 5);
+    let (d, r, mut old) = half_line_written("r");
 
     let path = d.path("alerts");
     fs::remove_file(&path).expect("removing the input FIFO");

@@ -1034,3 +1034,25 @@ pub fn join_within<T>(handle: thread::JoinHandle<T>, timeout: Duration, what: &s
 pub fn quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
 }
+
+/// Writes `end-K` markers into `input` until `r` has received the latest
+/// one, so that every earlier line that will ever reach `r` has reached it.
+pub fn flush_with_markers(d: &Daemon, input: &str, r: &dyn Received) {
+    let mut k = 0;
+    eventually(Duration::from_secs(30), || {
+        k += 1;
+        let marker = format!("end-{k}");
+        d.write(input, format!("{marker}\n").as_bytes());
+        // Paces the markers; the check below is what decides.
+        thread::sleep(Duration::from_millis(50));
+        let got = text_lines(&r.bytes());
+        if got.last() == Some(&marker) {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected the reader to catch up to {marker}, last line {:?}",
+                got.last()
+            ))
+        }
+    });
+}
