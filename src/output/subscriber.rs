@@ -50,8 +50,8 @@ pub(crate) struct Subscriber {
     mirror: bool,
     /// The start of an unfinished line the attached reader has already.
     ahead: Option<Ahead>,
-    /// A tee was tried since the last batch (if it came short of the read,
-    /// the pipe was full).
+    /// A tee took bytes for the batch the next read returns (if it came
+    /// short of that read, the pipe was full).
     teed: bool,
 }
 
@@ -196,10 +196,13 @@ impl Subscriber {
         if !self.mirror || have != src.carried || !self.core.outbox.is_empty() {
             return 0;
         }
-        self.teed = true;
         let flags = rustix::pipe::SpliceFlags::NONBLOCK;
         match rustix::pipe::tee(src.fd, fd, src.cap, flags) {
             Ok(n) if n > 0 => {
+                // Only a tee that took bytes is sure to be followed by a
+                // batch (the read finds them); an `EAGAIN` from an empty
+                // input is not, and a full pipe shows in the write after.
+                self.teed = true;
                 self.core.stats.bytes_out += n as u64;
                 self.ahead = Some(Ahead {
                     pipe: src.pipe,
