@@ -51,6 +51,8 @@ pub(crate) struct Input {
     token: Token,
     /// Keys of the outputs this input feeds, in config order.
     routes: Vec<usize>,
+    /// Some of them are mirrors (fed by `tee(2)`, see [`Input::tee_source`]).
+    mirrored: bool,
     /// Counters.
     stats: InputStats,
     /// Limits "line truncated" warnings.
@@ -222,6 +224,7 @@ impl Input {
             pipes: vec![Pipe::new(fd)],
             token,
             routes: Vec::new(),
+            mirrored: false,
             stats: InputStats::default(),
             truncate_warning: RateLimit::default(),
             error_warning: RateLimit::default(),
@@ -250,6 +253,11 @@ impl Input {
     /// Sets the outputs it feeds.
     pub(crate) fn set_routes(&mut self, routes: Vec<usize>) {
         self.routes = routes;
+    }
+
+    /// Whether some of its outputs are mirrors (set on every reload).
+    pub(crate) fn set_mirrored(&mut self, mirrored: bool) {
+        self.mirrored = mirrored;
     }
 
     /// Keeps only the routes to outputs for which `alive` holds.
@@ -349,16 +357,16 @@ impl Input {
     }
 
     /// Where to `tee(2)` from before the next [`read`](Input::read), if the
-    /// next read's bytes can be passed on as they are: a writer streams into
-    /// the input (a tee may stop in the middle of a line, whose end then
-    /// most likely follows at once), it has one pipe, no line is being
-    /// skipped for its length, and there is room under `max`
+    /// next read's bytes can be passed on as they are: it feeds a mirror, a
+    /// writer streams into it (a tee may stop in the middle of a line, whose
+    /// end then most likely follows at once), it has one pipe, no line is
+    /// being skipped for its length, and there is room under `max`
     /// (`max_line_bytes`) for more of the line in progress.
     pub(crate) fn tee_source(&self, buf: &ReadBuf, max: usize) -> Option<TeeSource<'_>> {
         let [pipe] = self.pipes.as_slice() else {
             return None;
         };
-        if !self.streaming || self.eof.is_some() || pipe.framer.is_skipping() {
+        if !self.mirrored || !self.streaming || self.eof.is_some() || pipe.framer.is_skipping() {
             return None;
         }
         let carried = pipe.carry.len();

@@ -98,6 +98,11 @@ impl Broker {
         }
         let feeds = |key| feeds.get(&key).copied().unwrap_or(0);
         self.fanout.index_mirrors(&self.world, feeds);
+        let outputs = self.fanout.outputs();
+        for (_, input) in &mut self.inputs {
+            let mirrored = input.routes().iter().any(|&o| outputs[o].is_mirror());
+            input.set_mirrored(mirrored);
+        }
     }
 
     /// Outputs the config no longer has: closed (subscriber FIFOs removed,
