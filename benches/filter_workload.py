@@ -7,6 +7,7 @@ Rate = lines / time from the first write until the sink holds every byte.
 
     cargo build --release && python3 benches/filter_workload.py [RUNS]
 
+FIFO_BROKER_BIN=PATH runs another build (to compare two commits).
 Scratch files go to a temp dir under /dev/shm. Prints one line per run and
 the median ratio filtered / unfiltered.
 """
@@ -18,7 +19,9 @@ import sys
 import tempfile
 import time
 
-BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "fifo-broker")
+BIN = os.environ.get("FIFO_BROKER_BIN") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "fifo-broker"
+)
 LINES = 2_000_000
 
 

@@ -114,6 +114,10 @@ pub(crate) struct Selection {
     /// while `selected_ready` says so).
     selected: Vec<(Vec<u8>, u64)>,
     selected_ready: Vec<bool>,
+    /// Where each line of the batch ends (its `\n`), found once per batch
+    /// for every pattern and filter (valid while `ends_ready` says so).
+    ends: Vec<usize>,
+    ends_ready: bool,
 }
 
 impl Selection {
@@ -155,6 +159,16 @@ impl Selection {
     pub(crate) fn begin(&mut self) {
         self.hits_ready.fill(false);
         self.selected_ready.fill(false);
+        self.ends_ready = false;
+    }
+
+    /// Finds where the lines of `lines` end, once per batch.
+    fn find_ends(&mut self, lines: &[u8]) {
+        if !self.ends_ready {
+            self.ends.clear();
+            self.ends.extend(memchr::memchr_iter(b'\n', lines));
+            self.ends_ready = true;
+        }
     }
 
     /// The lines of `lines` (complete lines, each ending in `\n`) that
@@ -165,6 +179,7 @@ impl Selection {
                 matching,
                 excluding,
             } = self.specs[spec];
+            self.find_ends(lines);
             for p in matching.into_iter().chain(excluding) {
                 self.compute_hits(p, lines);
             }
@@ -172,7 +187,7 @@ impl Selection {
             out.clear();
             *count = 0;
             let mut start = 0;
-            for (n, end) in memchr::memchr_iter(b'\n', lines).enumerate() {
+            for (n, &end) in self.ends.iter().enumerate() {
                 let keep = matching.is_none_or(|p| self.hits[p][n])
                     && !excluding.is_some_and(|p| self.hits[p][n]);
                 if keep {
@@ -191,11 +206,11 @@ impl Selection {
         if self.hits_ready[p] {
             return;
         }
-        let hits = &mut self.hits[p];
+        let (hits, regex) = (&mut self.hits[p], &self.patterns[p]);
         hits.clear();
         let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', lines) {
-            hits.push(self.patterns[p].is_match(&lines[start..end]));
+        for &end in &self.ends {
+            hits.push(regex.is_match(&lines[start..end]));
             start = end + 1;
         }
         self.hits_ready[p] = true;
