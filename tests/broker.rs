@@ -3909,6 +3909,67 @@ from = ["app"]
         d.assert_running("after a hostile server");
     }
 
+    /// A NATS server that takes messages and never acknowledges them: the
+    /// forward's copies of unacknowledged messages stay within its
+    /// `buffer_bytes`, not just within `window` messages.
+    #[test]
+    fn nats_messages_awaiting_acks_stay_within_buffer_bytes() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
+        let port = listener.local_addr().unwrap().port();
+        let d = Daemon::start(&format!(
+            r#"
+[inputs.app]
+
+[forwards.js]
+url = "nats://127.0.0.1:{port}"
+subject = "logs.{{input}}"
+from = ["app"]
+buffer_bytes = 8192
+"#
+        ));
+        let (mut conn, _) = listener.accept().expect("the forward connects");
+        conn.write_all(
+            b"INFO {\"server_id\":\"fake\",\"max_payload\":1048576,\"headers\":true}\r\n",
+        )
+        .unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut read_for = |got: &mut Vec<u8>, how_long: Duration| {
+            let until = Instant::now() + how_long;
+            let mut buf = [0u8; 65536];
+            while Instant::now() < until {
+                match conn.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(_) => {}
+                }
+                if super::contains(got, b"PING\r\n") && !super::contains(got, b"PONG") {
+                    conn.write_all(b"PONG\r\n").unwrap();
+                    got.extend_from_slice(b"(PONG sent)");
+                }
+            }
+        };
+        read_for(&mut got, Duration::from_secs(2));
+        assert!(
+            super::contains(&got, b"CONNECT"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        let line = format!("{}\n", "x".repeat(999));
+        for _ in 0..50 {
+            d.write("app", line.as_bytes());
+        }
+        read_for(&mut got, Duration::from_secs(2));
+        let sent = got.windows(5).filter(|w| w == b"HPUB ").count();
+        assert!(
+            (1..=9).contains(&sent),
+            "{sent} messages of 1000 bytes sent without acks under buffer_bytes = 8192 \
+             (window 256): the copies awaiting acks must stay within buffer_bytes"
+        );
+        d.assert_running("with messages awaiting acks");
+    }
+
     #[test]
     fn reload_moving_a_forward_to_another_server_carries_its_queue_over() {
         let closed = free_port();

@@ -4,8 +4,10 @@
 //! this forward's reply inbox and a PING; the PONG makes the session ready.
 //! Each record becomes an HPUB with a reply subject and a `Nats-Msg-Id`
 //! unique across restarts and instances (a random token per forward and a
-//! sequence number). At most `window` messages are unacknowledged; a line
-//! counts as delivered when its PubAck arrives. A negative ack, "no
+//! sequence number). At most `window` messages, and at most `buffer_bytes`
+//! of them (unless one message is larger), are unacknowledged: their copies
+//! are the forward's memory besides its outbox. A line counts as delivered
+//! when its PubAck arrives. A negative ack, "no
 //! responders", `-ERR` or an ack that does not come in time is a failure:
 //! the connection is closed and, after the backoff, every unacknowledged
 //! message is sent again with the same id, so the stream's duplicate window
@@ -25,6 +27,9 @@ use crate::forward::nats::{
 use crate::forward::url::{Endpoint, UrlAuth};
 use crate::output::Core;
 
+/// Largest buffer of an acknowledged message kept for reuse: a few long
+/// lines must not leave the forward holding `window` buffers of their size.
+const SPARE_BYTES: usize = 4096;
 /// How long a PubAck may take before the connection is given up.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes of server replies buffered before one is complete.
@@ -73,7 +78,9 @@ pub(super) struct Session {
     max_payload: usize,
     /// Messages sent and not acknowledged, oldest first.
     unacked: VecDeque<Unacked>,
-    /// Buffers of acknowledged messages, reused.
+    /// Bytes of their records.
+    in_flight: usize,
+    /// Buffers of acknowledged messages, reused (none over `SPARE_BYTES`).
     spare: Vec<Vec<u8>>,
     /// The last sequence number used.
     seq: u64,
@@ -101,6 +108,7 @@ impl Session {
             received: Vec::new(),
             max_payload: MAX_PAYLOAD,
             unacked: VecDeque::new(),
+            in_flight: 0,
             spare: Vec::new(),
             seq: 0,
             acked: 0,
@@ -142,6 +150,7 @@ impl Session {
     pub(super) fn abandon(&mut self) -> u64 {
         let n = self.unacked.len() as u64;
         self.unacked.clear();
+        self.in_flight = 0;
         n
     }
 
@@ -240,7 +249,10 @@ impl Session {
     fn ack(&mut self, seq: u64) {
         if let Some(i) = self.unacked.iter().position(|m| m.seq == seq) {
             if let Some(done) = self.unacked.remove(i) {
-                self.spare.push(done.record);
+                self.in_flight -= done.record.len();
+                if done.record.capacity() <= SPARE_BYTES {
+                    self.spare.push(done.record);
+                }
                 self.acked += 1;
             }
         }
@@ -266,13 +278,16 @@ impl Session {
             return;
         }
         let mut too_large = 0;
+        let max_in_flight = core.outbox.capacity();
         let _ = core.outbox.flush(|records| {
             let mut used = 0;
             for end in memchr::memchr_iter(b'\n', records) {
-                if self.unacked.len() >= self.window || wire.is_full() {
+                let record = &records[used..=end];
+                let window_full = self.unacked.len() >= self.window
+                    || (!self.unacked.is_empty() && self.in_flight + record.len() > max_in_flight);
+                if window_full || wire.is_full() {
                     break;
                 }
-                let record = &records[used..=end];
                 used = end + 1;
                 let (_, _, line) = split_record(record);
                 if line.len() > self.max_payload {
@@ -284,6 +299,7 @@ impl Session {
                 let mut copy = self.spare.pop().unwrap_or_default();
                 copy.clear();
                 copy.extend_from_slice(record);
+                self.in_flight += copy.len();
                 self.unacked.push_back(Unacked {
                     seq: self.seq,
                     record: copy,
