@@ -376,10 +376,16 @@ impl Rsyslog {
         format!("{scheme}://127.0.0.1:{}", self.server.port)
     }
 
+    /// The file it writes every message to, one line each (appended to
+    /// across restarts).
+    pub fn received_path(&self) -> PathBuf {
+        self.dir.join("received.log")
+    }
+
     /// Every line written so far, without its `\n` (a line still being
     /// written is left out).
     pub fn lines(&self) -> Vec<String> {
-        let text = fs::read(self.dir.join("received.log")).unwrap_or_default();
+        let text = fs::read(self.received_path()).unwrap_or_default();
         let text = String::from_utf8_lossy(&text);
         text.split_inclusive('\n')
             .filter_map(|l| l.strip_suffix('\n'))
