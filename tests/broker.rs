@@ -3909,6 +3909,75 @@ from = ["app"]
         d.assert_running("after a hostile server");
     }
 
+    /// One side of a fake NATS server: sends INFO, answers the client's
+    /// PING, and reads for `how_long` or until the client closes. Returns
+    /// what the client sent and whether it closed.
+    fn fake_nats_session(conn: &mut std::net::TcpStream, how_long: Duration) -> (Vec<u8>, bool) {
+        let _ = conn.write_all(
+            b"INFO {\"server_id\":\"fake\",\"max_payload\":1048576,\"headers\":true}\r\n",
+        );
+        conn.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let (mut got, mut ponged) = (Vec::new(), false);
+        let until = Instant::now() + how_long;
+        let mut buf = [0u8; 65536];
+        while Instant::now() < until {
+            match conn.read(&mut buf) {
+                Ok(0) => return (got, true),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
+                Err(_) => {}
+            }
+            if !ponged && super::contains(&got, b"PING\r\n") {
+                let _ = conn.write_all(b"PONG\r\n");
+                ponged = true;
+            }
+        }
+        (got, false)
+    }
+
+    /// A PubAck that never came closes the connection after its timeout;
+    /// the next connection's handshake must not inherit that old deadline:
+    /// it completes and the message is sent again with the same id.
+    #[test]
+    fn nats_forward_reconnects_after_an_ack_timeout_and_sends_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
+        let port = listener.local_addr().unwrap().port();
+        let d = Daemon::start(&format!(
+            "[inputs.app]\n[forwards.js]\nurl = \"nats://127.0.0.1:{port}\"\n\
+             subject = \"logs.{{input}}\"\nfrom = [\"app\"]\nwhen_full = \"block\"\n"
+        ));
+        let (mut first, _) = listener.accept().expect("the forward connects");
+        d.write("app", b"never acknowledged\n");
+        let (got, closed) = fake_nats_session(&mut first, Duration::from_secs(25));
+        assert!(
+            super::contains(&got, b"HPUB logs.app"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(
+            closed,
+            "the forward gives up on the missing PubAck and closes"
+        );
+        let msg_id = |got: &[u8]| {
+            let text = String::from_utf8_lossy(got);
+            let at = text.find("Nats-Msg-Id: ").expect("a Nats-Msg-Id header");
+            text[at..].lines().next().unwrap().to_string()
+        };
+        let id = msg_id(&got);
+        listener.set_nonblocking(false).unwrap();
+        let (mut second, _) = listener.accept().expect("the forward reconnects");
+        let (again, closed) = fake_nats_session(&mut second, Duration::from_secs(3));
+        assert!(
+            !closed && super::contains(&again, b"HPUB logs.app"),
+            "the new session completes its handshake and sends the message again \
+             (closed: {closed}): {}",
+            String::from_utf8_lossy(&again)
+        );
+        assert_eq!(msg_id(&again), id, "sent again with the same id");
+        d.assert_running("after an ack timeout");
+    }
+
     /// A NATS server that takes messages and never acknowledges them: the
     /// forward's copies of unacknowledged messages stay within its
     /// `buffer_bytes`, not just within `window` messages.

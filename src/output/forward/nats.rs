@@ -141,8 +141,13 @@ impl Session {
         wire.clear();
     }
 
-    /// When the oldest unacknowledged message is given up on.
+    /// When the oldest unacknowledged message is given up on; none before
+    /// the session is ready (a new connection sends them all again then,
+    /// and until then only the handshake's deadline counts).
     pub(super) fn ack_deadline(&self) -> Option<Instant> {
+        if self.phase != Phase::Ready {
+            return None;
+        }
         self.unacked.front().map(|m| m.sent_at + ACK_TIMEOUT)
     }
 
