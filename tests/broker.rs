@@ -3414,6 +3414,55 @@ when_full = "block"
         assert!(d.stderr().contains("forward central"), "{}", d.stderr());
     }
 
+    /// Lines queued while TLS handshakes fail (a server that answers
+    /// garbage) are not lost: TLS takes no line before its handshake is
+    /// done, so they are all delivered once the real server is back.
+    #[test]
+    fn syslog_tls_forward_loses_nothing_to_failed_handshakes() {
+        if require_binary("syslog_tls_failed_handshakes", "rsyslogd").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let tls = TlsFiles::generate(tmp.path());
+        let mut rsyslog = Rsyslog::start(tmp.path(), Some(&tls));
+        let url = format!("syslog+tls://127.0.0.1:{}", rsyslog.port());
+        let extra = format!("ca_file = \"{}\"", tls.ca.display());
+        let d = Daemon::start(&syslog_config(&url, &extra));
+        d.write("app", b"before\n");
+        wait_msg(&rsyslog, "before", Duration::from_secs(30));
+        rsyslog.kill();
+        let impostor = TcpListener::bind(("127.0.0.1", rsyslog.port())).expect("taking the port");
+        d.write("app", b"queued 1\nqueued 2\nqueued 3\n");
+        impostor.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut refused = 0;
+        while Instant::now() < until {
+            if let Ok((mut conn, _)) = impostor.accept() {
+                let _ = conn.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+                refused += 1;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            refused >= 2,
+            "the forward kept trying ({refused} handshakes)"
+        );
+        drop(impostor);
+        rsyslog.restart();
+        d.write("app", b"after\n");
+        let msgs = wait_msg(&rsyslog, "after", Duration::from_secs(60));
+        for n in 1..=3 {
+            let line = format!("queued {n}");
+            assert!(
+                msgs.iter().any(|m| *m == line),
+                "{line:?} was lost to a failed handshake: {msgs:?}"
+            );
+        }
+        let c = d.counters();
+        assert_eq!(c.get("forward", "central", "dropped"), 0, "{c}");
+        assert_eq!(c.get("forward", "central", "discarded"), 0, "{c}");
+    }
+
     #[test]
     fn syslog_forward_reconnects_after_rsyslog_restarts() {
         const N: usize = 20_000;

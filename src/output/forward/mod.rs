@@ -75,6 +75,9 @@ pub(crate) struct Forward {
     /// Connections made and lost.
     connects: u64,
     disconnects: u64,
+    /// The connection in `link` was counted and logged as up (for TLS, once
+    /// its handshake is done).
+    announced: bool,
     /// The interest the socket is registered with, if it is.
     interest: Option<Interest>,
 }
@@ -214,6 +217,7 @@ impl Forward {
             up_since: None,
             connects: 0,
             disconnects: 0,
+            announced: false,
             interest: None,
         })
     }
@@ -240,7 +244,10 @@ impl Forward {
                 Link::Up(_) if self.retry_at.is_some_and(|at| at <= Instant::now()) => {
                     Err(self.overdue())
                 }
-                Link::Up(_) => self.pump().map(|()| false),
+                Link::Up(_) => self.pump().map(|()| {
+                    self.announce();
+                    false
+                }),
             };
             match step {
                 Ok(true) => continue,
@@ -369,13 +376,27 @@ impl Forward {
             _ => Stream::Plain(sock),
         };
         self.link = Link::Up(stream);
-        self.connects += 1;
         self.up_since = Some(Instant::now());
-        log::info!("forward {}: connected to {}", self.core.name, self.endpoint);
+        self.announced = false;
+        self.announce();
         if let Proto::Nats(session) = &mut self.proto {
             session.connected();
         }
         Ok(true)
+    }
+
+    /// Counts and logs the connection once it is up: at once for plain TCP,
+    /// when the handshake is done for TLS.
+    fn announce(&mut self) {
+        let Link::Up(stream) = &self.link else {
+            return;
+        };
+        if self.announced || stream.is_handshaking() {
+            return;
+        }
+        self.announced = true;
+        self.connects += 1;
+        log::info!("forward {}: connected to {}", self.core.name, self.endpoint);
     }
 
     /// Reads what the server sent, then writes what is queued, until the
@@ -649,7 +670,8 @@ impl Target for Forward {
         let up = match (&self.proto, &self.link) {
             (Proto::Journal(journal), _) => journal.is_up(),
             (Proto::Nats(session), Link::Up(_)) => session.is_ready(),
-            (_, link) => matches!(link, Link::Up(_)),
+            (_, Link::Up(stream)) => !stream.is_handshaking(),
+            (_, _) => false,
         };
         if up {
             State::Connected

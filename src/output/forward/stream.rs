@@ -56,11 +56,18 @@ impl Stream {
     }
 
     /// Writes what it can of `data`; `WouldBlock` if nothing was taken.
+    /// TLS takes plaintext only once its handshake is done and what it
+    /// encrypted before is on the socket: bytes it holds count as sent, and
+    /// a failed handshake or a reset would lose them, where the caller can
+    /// send what it still has again.
     pub(super) fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(sock) => sock.write(data),
             Stream::Tls(t) => {
                 t.send_tls()?;
+                if t.tls.is_handshaking() || t.tls.wants_write() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
                 let n = t.tls.writer().write(data)?;
                 t.send_tls()?;
                 if n == 0 && !data.is_empty() {
