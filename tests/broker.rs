@@ -3454,7 +3454,7 @@ when_full = "block"
         for n in 1..=3 {
             let line = format!("queued {n}");
             assert!(
-                msgs.iter().any(|m| *m == line),
+                msgs.contains(&line),
                 "{line:?} was lost to a failed handshake: {msgs:?}"
             );
         }

@@ -111,13 +111,6 @@ const NATS_STREAM: &str = "SOAK";
 /// Both forwards' `buffer_bytes`: small, so that a server that is down
 /// soon holds back the inputs (`block`).
 const FORWARD_BUFFER: usize = 256 << 10;
-/// The NATS forward's `window` (default 256). It keeps a copy of each
-/// unacknowledged record, and the buffers of acknowledged ones for reuse,
-/// each as large as the longest record it ever held: memory that grows
-/// towards `window` x 8 KiB over the outages of a whole run, which would
-/// swamp the RSS check. 16 keeps that under 128 KiB and still fills the
-/// window at every outage.
-const NATS_WINDOW: usize = 16;
 /// Deadline of a server helper's waits (a server starting, a port closing,
 /// a reply).
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -674,7 +667,7 @@ fn config_text(p: &Paths, v: Variant) -> String {
         let _ = writeln!(
             c,
             "[forwards.js]\nurl = \"{url}\"\nsubject = \"soak.{{input}}\"\nfrom = {NATS_FROM}\n\
-             when_full = \"block\"\nbuffer_bytes = {FORWARD_BUFFER}\nwindow = {NATS_WINDOW}\n"
+             when_full = \"block\"\nbuffer_bytes = {FORWARD_BUFFER}\n"
         );
     }
     if let Some(url) = &p.syslog_url {
