@@ -3640,6 +3640,46 @@ when_full = "block"
         });
     }
 
+    /// A reload that changes a NATS forward's settings keeps its
+    /// unacknowledged messages (sent again, same ids, by the renewed one)
+    /// and its counters: nothing is discarded and no counter goes back.
+    #[test]
+    fn reload_changing_a_nats_forward_keeps_its_unacknowledged_lines() {
+        if require_binary("nats_reload_unacked", "nats-server").is_none() {
+            return;
+        }
+        let tmp = tmp();
+        let nats = NatsServer::start(tmp.path());
+        let config = |window: u32| {
+            format!(
+                "[inputs.app]\n[forwards.js]\nurl = \"{}\"\nsubject = \"later.{{input}}\"\n\
+                 from = [\"app\"]\nwhen_full = \"block\"\nwindow = {window}\n",
+                nats.url()
+            )
+        };
+        let mut d = Daemon::start(&config(256));
+        d.write("app", b"one\ntwo\nthree\n");
+        let before = d.wait_counters("forward errors", |c| c.get("forward", "js", "errors") > 0);
+        assert_eq!(before.get("forward", "js", "lines_out"), 3, "{before}");
+        d.rewrite_config(&config(100));
+        d.signal(Signal::HUP);
+        d.wait_notify_n("READY=1", 2, TIMEOUT);
+        let mut client = nats.client();
+        client.create_stream("LATER", &["later.>"], Duration::from_secs(60));
+        assert_eq!(client.wait_stream_messages("LATER", 3), 3);
+        let c = d.wait_counters("acked after the reload", |c| {
+            c.get("forward", "js", "acked") == 3
+        });
+        assert_eq!(c.get("forward", "js", "discarded"), 0, "{c}");
+        assert_eq!(c.get("forward", "js", "lines_out"), 3, "{c}");
+        assert!(
+            c.get("forward", "js", "connects") >= 2,
+            "kept across the reload: {c}"
+        );
+        thread::sleep(Duration::from_millis(300));
+        assert_eq!(client.stream_messages("LATER"), 3, "each line stored once");
+    }
+
     #[test]
     fn journal_forward_sends_native_protocol_entries() {
         let tmp = tmp();

@@ -483,6 +483,9 @@ impl Output {
     /// holds that still applies: counters and, unless its target made them
     /// meaningless, queued lines.
     pub(crate) fn adopt(&mut self, mut old: Output, world: &World) {
+        if let (Output::Forward(new), Output::Forward(old)) = (&mut *self, &mut old) {
+            new.inherit(old);
+        }
         each!(&mut old, o => o.release(world));
         let old = std::mem::replace(old.core_mut(), Core::new("", Token(0)));
         let core = self.core_mut();

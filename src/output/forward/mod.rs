@@ -385,6 +385,17 @@ impl Forward {
         Ok(true)
     }
 
+    /// Renewed by a reload: keeps the old forward's connection counters
+    /// and, NATS to NATS, its message ids and unacknowledged messages (sent
+    /// again, same ids, once the new session is ready).
+    pub(crate) fn inherit(&mut self, old: &mut Forward) {
+        self.connects = old.connects;
+        self.disconnects = old.disconnects;
+        if let (Proto::Nats(new), Proto::Nats(old)) = (&mut self.proto, &mut old.proto) {
+            new.inherit(old);
+        }
+    }
+
     /// Counts and logs the connection once it is up: at once for plain TCP,
     /// when the handshake is done for TLS.
     fn announce(&mut self) {
@@ -689,8 +700,9 @@ impl Target for Forward {
     }
 
     /// Renewed by a reload (its settings changed): the connection closes;
-    /// queued records carry over to the new one, unacknowledged NATS
-    /// messages are counted as discarded.
+    /// queued records carry over to the new one, and so do unacknowledged
+    /// NATS messages if it is NATS too ([`Forward::inherit`]); otherwise
+    /// they are counted as discarded.
     fn release(&mut self, world: &World) {
         self.abandon(world);
     }

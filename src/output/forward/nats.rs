@@ -151,6 +151,16 @@ impl Session {
         self.unacked.front().map(|m| m.sent_at + ACK_TIMEOUT)
     }
 
+    /// Takes over a renewed forward's ids, unacknowledged messages and
+    /// count of acknowledged ones.
+    pub(super) fn inherit(&mut self, old: &mut Session) {
+        std::mem::swap(&mut self.publisher, &mut old.publisher);
+        self.seq = old.seq;
+        self.unacked = std::mem::take(&mut old.unacked);
+        self.in_flight = std::mem::take(&mut old.in_flight);
+        self.acked = old.acked;
+    }
+
     /// A stop gives up: how many lines were never acknowledged.
     pub(super) fn abandon(&mut self) -> u64 {
         let n = self.unacked.len() as u64;
