@@ -4687,6 +4687,10 @@ from = ["alerts"]
 
 [subscribers."alerts.tail"]
 from = ["alerts"]
+
+[forwards.central]
+url = "syslog+tcp://127.0.0.1:10"
+from = ["alerts"]
 "#,
     );
     d.rewrite_config(
@@ -4699,12 +4703,21 @@ mode = 0o622
 [subscribers."alerts.tail"]
 from = ["alerts", "backups"]
 when_full = "block"
+match = "ERROR"
+
+[forwards.central]
+url = "syslog+tcp://127.0.0.1:9"
+from = ["alerts"]
+app_name = "renamed"
 "#,
     );
     d.signal(Signal::HUP);
     d.wait_notify_n("READY=1", 2, TIMEOUT);
     let log = d.stderr();
     for line in [
+        "reload: alerts.tail: match none -> \"ERROR\"",
+        "reload: central: url syslog+tcp://127.0.0.1:10 -> syslog+tcp://127.0.0.1:9",
+        "reload: central: app_name changed",
         "reload: added input backups",
         "reload: removed subscriber all",
         "reload: alerts: mode 0620 -> 0622",

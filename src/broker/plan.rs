@@ -15,7 +15,7 @@ use std::path::Path;
 use rustix::fs::OFlags;
 
 use super::Broker;
-use crate::config::{Config, InputConfig, OutputConfig, OutputKind};
+use crate::config::{Config, ForwardConfig, InputConfig, OutputConfig, OutputKind};
 use crate::error::{Error, Result};
 use crate::fifodir::{FifoDir, FifoId};
 use crate::output::{Forward, Kind, SinkFile};
@@ -422,7 +422,19 @@ fn output_changes(
                 ));
             }
         }
+        (OutputKind::Forward(a), OutputKind::Forward(b)) => forward_changes(name, a, b, lines),
         _ => {}
+    }
+    let pattern = |p: &Option<crate::filter::Pattern>| p.as_ref().map(|p| p.source().to_owned());
+    for (key, a, b) in [
+        ("match", &old.filter.matching, &new.filter.matching),
+        ("exclude", &old.filter.excluding, &new.filter.excluding),
+    ] {
+        let (a, b) = (pattern(a), pattern(b));
+        if a != b {
+            let shown = |p: Option<String>| p.map_or("none".to_owned(), |p| format!("{p:?}"));
+            lines.push(format!("{name}: {key} {} -> {}", shown(a), shown(b)));
+        }
     }
     let (ra, rb) = (routes(was, old), routes(is, new));
     if ra != rb {
@@ -444,6 +456,30 @@ fn output_changes(
             "{name}: buffer_bytes {} when_full {} -> buffer_bytes {} when_full {}",
             old.buffer_bytes, old.when_full, new.buffer_bytes, new.when_full
         ));
+    }
+}
+
+/// Changes to a forward's own settings: the url, else the names of the
+/// settings that changed (their values may be secrets).
+fn forward_changes(name: &str, a: &ForwardConfig, b: &ForwardConfig, lines: &mut Vec<String>) {
+    if a.endpoint != b.endpoint {
+        lines.push(format!("{name}: url {} -> {}", a.endpoint, b.endpoint));
+    }
+    let changed: Vec<&str> = [
+        ("facility", a.facility != b.facility),
+        ("severity", a.severity != b.severity),
+        ("hostname", a.hostname != b.hostname),
+        ("app_name", a.app_name != b.app_name),
+        ("tls", a.tls != b.tls),
+        ("subject", a.subject != b.subject),
+        ("credentials", a.credentials != b.credentials),
+        ("window", a.window != b.window),
+    ]
+    .into_iter()
+    .filter_map(|(key, differs)| differs.then_some(key))
+    .collect();
+    if !changed.is_empty() {
+        lines.push(format!("{name}: {} changed", changed.join(", ")));
     }
 }
 

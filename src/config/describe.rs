@@ -50,13 +50,19 @@ impl Config {
             };
             let _ = write!(
                 out,
-                "{} {}: {target} from [{}] format {:?} buffer_bytes {} when_full {}",
+                "{} {}: {target} from [{}]",
                 output.kind_name(),
                 output.name,
                 routes.join(", "),
-                output.format.source(),
-                output.buffer_bytes,
-                output.when_full,
+            );
+            // A forward has no format: each protocol frames the line itself.
+            if !matches!(output.kind, OutputKind::Forward(_)) {
+                let _ = write!(out, " format {:?}", output.format.source());
+            }
+            let _ = write!(
+                out,
+                " buffer_bytes {} when_full {}",
+                output.buffer_bytes, output.when_full,
             );
             if let Some(p) = &output.filter.matching {
                 let _ = write!(out, " match {:?}", p.source());
