@@ -75,16 +75,17 @@ pub(crate) fn sink_paths(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// A warning if `pipe_bytes` is above what an unprivileged process may ask
-/// the kernel for (the request then fails and the default size stays).
-/// At startup a daemon running as root is exempt (it may pass the limit);
-/// `--check` always warns, since it is often run as root for a service
-/// that is not.
+/// A warning if `pipe_bytes` is above what a process without
+/// `CAP_SYS_RESOURCE` may ask the kernel for (the request then fails and the
+/// default size stays). At startup and on reload a daemon that has the
+/// capability is exempt (it may pass the limit; root in a container often
+/// does not have it); `--check` always warns, since it is often run as root
+/// for a service that is not.
 pub(crate) fn pipe_bytes_warning(config: &Config, checking: bool) -> Option<String> {
     let bytes = config.pipe_bytes?;
     let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size").ok()?;
     let max: usize = max.trim().parse().ok()?;
-    (bytes > max && (checking || !rustix::process::geteuid().is_root())).then(|| {
+    (bytes > max && (checking || !has_cap_sys_resource())).then(|| {
         format!(
             "{}: broker.pipe_bytes = {bytes} is above /proc/sys/fs/pipe-max-size ({max}): \
              a daemon without CAP_SYS_RESOURCE (the service) keeps the kernel's default pipe \
@@ -92,6 +93,18 @@ pub(crate) fn pipe_bytes_warning(config: &Config, checking: bool) -> Option<Stri
             config.file.display()
         )
     })
+}
+
+/// True if this process may pass `pipe-max-size` (`CAP_SYS_RESOURCE` in its
+/// effective set, per /proc/self/status).
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
 }
 
 /// The FIFO directory is safe, or can be created; a warning when root

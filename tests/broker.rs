@@ -4907,6 +4907,41 @@ fn check_prints_the_group_name_and_warns_about_pipe_bytes() {
     );
 }
 
+/// At startup and on reload, not only in `--check`: a daemon that may not
+/// pass /proc/sys/fs/pipe-max-size (no CAP_SYS_RESOURCE, as root in many
+/// containers) warns that `pipe_bytes` will not be applied.
+#[test]
+fn pipe_bytes_above_the_limit_is_a_warning_at_startup_and_on_reload() {
+    let max: usize = fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .expect("reading pipe-max-size")
+        .trim()
+        .parse()
+        .unwrap();
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let capable = caps & (1 << 24) != 0;
+    let d = Daemon::start(&format!("pipe_bytes = {}\n[inputs.a]\n", max * 2));
+    d.signal(Signal::HUP);
+    d.wait_notify_n("READY=1", 2, TIMEOUT);
+    let warnings = d
+        .stderr()
+        .matches("is above /proc/sys/fs/pipe-max-size")
+        .count();
+    match capable {
+        true => assert_eq!(
+            warnings,
+            0,
+            "CAP_SYS_RESOURCE passes the limit:\n{}",
+            d.stderr()
+        ),
+        false => assert_eq!(warnings, 2, "at startup and on reload:\n{}", d.stderr()),
+    }
+}
+
 /// `fifo-broker --check --config <config>` as uid/gid 65534 (no groups).
 fn check_as_nobody(s: &Setup) -> std::process::Output {
     std::process::Command::new("setpriv")

@@ -323,7 +323,8 @@ impl Broker {
         let result = crate::config::load(&file, &Env::from_process())
             .map_err(Error::from)
             .and_then(|config| {
-                for warning in &config.warnings {
+                let pipe_warning = crate::preflight::pipe_bytes_warning(&config, false);
+                for warning in config.warnings.iter().chain(&pipe_warning) {
                     log::warn!("{warning}");
                 }
                 self.apply(config)
