@@ -223,14 +223,18 @@ impl FanOut {
             .min()
     }
 
-    /// Retries the outputs whose retry is due.
-    pub(super) fn retry_due(&mut self, now: Instant, world: &World) {
+    /// Retries the outputs whose retry is due; true if any was (activity,
+    /// like an event).
+    pub(super) fn retry_due(&mut self, now: Instant, world: &World) -> bool {
+        let mut any = false;
         for &o in &self.timed {
             let output = &mut self.outputs[o];
             if output.retry_at().is_some_and(|at| at <= now) {
                 output.flush(world);
+                any = true;
             }
         }
+        any
     }
 
     /// SIGHUP: every output reopens what it can (sink files).

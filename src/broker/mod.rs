@@ -216,7 +216,9 @@ impl Broker {
     /// supervisor's pings and status.
     fn end_turn(&mut self, active: bool) {
         let now = Instant::now();
-        self.fanout.retry_due(now, &self.world);
+        // A retry that delivers what a full disk held back changes the
+        // counters as much as an event does: STATUS= must follow.
+        let active = self.fanout.retry_due(now, &self.world) || active;
         if let Some(control) = &mut self.control {
             control.expire(now, self.world.poll.registry());
         }
@@ -470,15 +472,23 @@ impl Broker {
         let (total, attached) = subscribers.fold((0, 0), |(t, a), o| {
             (t + 1, a + usize::from(o.state() == State::Attached))
         });
+        let sinks = outputs().filter(|o| o.kind() == Kind::Sink).count();
+        let forwards = outputs().filter(|o| o.kind() == Kind::Forward);
+        let (fwd_total, fwd_up) = forwards.fold((0, 0), |(t, u), o| {
+            (t + 1, u + usize::from(o.state() == State::Connected))
+        });
+        let forwards = match fwd_total {
+            0 => String::new(),
+            n => format!(", {fwd_up}/{n} forwards connected"),
+        };
         let lines_in: u64 = self.inputs.iter().map(|(_, i)| i.stats().lines_in).sum();
         let sum = |f: fn(&crate::stats::OutputStats) -> u64| -> u64 {
             outputs().map(|o| f(o.stats())).sum()
         };
         let mut status = format!(
-            "{} inputs, {attached}/{total} subscribers attached, {} sinks; lines in {lines_in}, \
-             out {}, dropped {}, discarded {}, filtered {}",
+            "{} inputs, {attached}/{total} subscribers attached, {sinks} sinks{forwards}; \
+             lines in {lines_in}, out {}, dropped {}, discarded {}, filtered {}",
             self.inputs.len(),
-            self.fanout.outputs().len() - total,
             sum(|s| s.lines_out),
             sum(|s| s.dropped),
             sum(|s| s.discarded),
