@@ -41,8 +41,9 @@ pub(crate) fn check(config: &Config, env: &Env) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
-/// Refuses a sink whose path is a FIFO's or the control socket's: the file
-/// it creates there would block every later start.
+/// Refuses a sink whose path is a FIFO's or the control socket's (the file
+/// it creates there would block every later start), and a `metrics_file`
+/// that would replace one of the daemon's own files.
 pub(crate) fn sink_paths(config: &Config) -> Result<()> {
     let fifo_names = config.inputs.iter().map(|i| i.name.as_str()).chain(
         (config.outputs.iter())
@@ -72,7 +73,48 @@ pub(crate) fn sink_paths(config: &Config) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    match &config.metrics_file {
+        Some(metrics) => metrics_path(config, metrics),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a `metrics_file` that would replace one of the daemon's own
+/// files (it is written as a temporary file renamed over the path): any
+/// name in the FIFO directory, a sink's file or one of its rotations, the
+/// config file.
+fn metrics_path(config: &Config, path: &Path) -> Result<()> {
+    let same = |a: &Path, b: &Path| {
+        normal(a) == normal(b) || canonical(a).is_some_and(|c| Some(c) == canonical(b))
+    };
+    let (parent, file) = (path.parent(), path.file_name().unwrap_or_default());
+    let why = if parent.is_some_and(|p| same(p, &config.dir)) {
+        Some(format!(
+            "it is in the FIFO directory {}, which is the daemon's own",
+            config.dir.display()
+        ))
+    } else if same(path, &config.file) {
+        Some("it is the config file".to_owned())
+    } else {
+        config.outputs.iter().find_map(|o| match &o.kind {
+            OutputKind::Sink { path: sink, .. } => {
+                let rotation = (sink.parent().zip(parent)).is_some_and(|(a, b)| same(a, b))
+                    && (file.to_string_lossy())
+                        .strip_prefix(&*sink.file_name().unwrap_or_default().to_string_lossy())
+                        .and_then(|rest| rest.strip_prefix('.'))
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                (same(path, sink) || rotation).then(|| format!("it is sink {}'s file", o.name))
+            }
+            _ => None,
+        })
+    };
+    match why {
+        Some(why) => Err(Error::refuse(
+            path,
+            format!("broker.metrics_file: {why}; give the metrics a file of their own"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A warning if `pipe_bytes` is above what a process without

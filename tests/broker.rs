@@ -4942,6 +4942,47 @@ fn pipe_bytes_above_the_limit_is_a_warning_at_startup_and_on_reload() {
     }
 }
 
+/// `metrics_file` may not replace the daemon's own files: a FIFO (or any
+/// name in the FIFO directory), a sink's file or rotation, the config file.
+/// `--check` says so (73, naming the path) and the daemon does not start.
+#[test]
+fn metrics_file_on_the_daemons_own_files_is_refused() {
+    let s = Setup::new("[inputs.a]\n");
+    let dir = s.dir.display().to_string();
+    let log = s.log_dir.display().to_string();
+    let config = s.config.display().to_string();
+    let rewrite = |body: &str| {
+        let text = format!("[broker]\ndir = \"{dir}\"\nlog_dir = \"{log}\"\n{body}");
+        fs::write(&s.config, text).expect("writing the config");
+    };
+    for (target, why) in [
+        (format!("{dir}/a"), "FIFO directory"),
+        (format!("{dir}/metrics.prom"), "FIFO directory"),
+        (format!("{log}/k.log"), "sink k"),
+        (format!("{log}/k.log.1"), "sink k"),
+        (config.clone(), "config file"),
+    ] {
+        let body = format!(
+            "metrics_file = \"{target}\"\n[inputs.a]\n[sinks.k]\npath = \"k.log\"\nfrom = [\"a\"]\n"
+        );
+        rewrite(&body);
+        let out = s.check();
+        out.assert_code(73, &format!("--check with metrics_file = {target}"));
+        assert!(
+            out.stderr.contains(why) && out.stderr.contains(&target),
+            "{out}"
+        );
+        let run = s.run(&["--config", &config]);
+        run.assert_code(73, &format!("starting with metrics_file = {target}"));
+    }
+    rewrite(&format!(
+        "metrics_file = \"{log}/k.log.prom\"\n[inputs.a]\n[sinks.k]\npath = \"k.log\"\nfrom = [\"a\"]\n"
+    ));
+    fs::create_dir_all(&s.log_dir).unwrap();
+    s.check()
+        .assert_code(0, "a metrics file of its own beside a sink");
+}
+
 /// `fifo-broker --check --config <config>` as uid/gid 65534 (no groups).
 fn check_as_nobody(s: &Setup) -> std::process::Output {
     std::process::Command::new("setpriv")
