@@ -4128,6 +4128,28 @@ buffer_bytes = 8192
         d.assert_running("with messages awaiting acks");
     }
 
+    /// A syslog "server" that talks is not one (RFC 6587 is one-way): the
+    /// connection is closed and counted, not read forever.
+    #[test]
+    fn syslog_peer_that_sends_data_is_disconnected_and_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
+        let port = listener.local_addr().unwrap().port();
+        let d = Daemon::start(&format!(
+            "[inputs.app]\n[forwards.central]\nurl = \"syslog+tcp://127.0.0.1:{port}\"\nfrom = [\"app\"]\n"
+        ));
+        let (mut conn, _) = listener.accept().expect("the forward connects");
+        let _ = conn.write_all(&vec![b'z'; 64 * 1024]);
+        let c = d.wait_counters("the chatty peer is dropped", |c| {
+            c.get("forward", "central", "disconnects") >= 1
+        });
+        assert!(c.get("forward", "central", "errors") >= 1, "{c}");
+        assert!(
+            d.stderr().contains("a syslog receiver sends nothing"),
+            "{}",
+            d.stderr()
+        );
+    }
+
     #[test]
     fn reload_moving_a_forward_to_another_server_carries_its_queue_over() {
         let closed = free_port();

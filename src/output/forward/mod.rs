@@ -451,7 +451,8 @@ impl Forward {
     }
 
     /// Reads and handles what the server sent (a syslog server sends
-    /// nothing; its end of stream is noticed here).
+    /// nothing: its end of stream is noticed here, and anything it sends
+    /// closes the connection).
     fn read_replies(&mut self) -> Result<(), String> {
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -466,7 +467,12 @@ impl Forward {
                 Err(e) => return Err(format!("read from {}: {e}", self.endpoint)),
             };
             let Proto::Nats(session) = &mut self.proto else {
-                continue;
+                // RFC 6587 is one-way: a peer that talks is not a syslog
+                // receiver (and reading it on would keep the loop busy).
+                return Err(format!(
+                    "{} sent {n} bytes; a syslog receiver sends nothing, so this is not one",
+                    self.endpoint
+                ));
             };
             if session.received(&buf[..n], &mut self.wire)? {
                 self.upgrade_tls()?;
