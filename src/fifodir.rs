@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Statx, StatxFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
@@ -22,20 +22,36 @@ use crate::error::{Error, Result};
 /// FIFOs, whose own modes decide who may open them.
 const DIR_MODE: u32 = 0o755;
 
-/// Identity of a FIFO the daemon created: device and inode number.
+/// Identity of a FIFO the daemon created: device, inode number and, where
+/// the file system keeps it, birth time (ext4 hands a freed inode number to
+/// the next file at once, so `rm x; mkfifo x` by someone else would
+/// otherwise pass for the daemon's FIFO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FifoId {
-    dev: u64,
+    dev: (u32, u32),
     ino: u64,
+    born: Option<(i64, u32)>,
 }
 
+/// What [`FifoId`] and the type check need from `statx`.
+const IDENTITY: StatxFlags = StatxFlags::TYPE
+    .union(StatxFlags::INO)
+    .union(StatxFlags::BTIME);
+
 impl FifoId {
-    fn of(stat: &rustix::fs::Stat) -> FifoId {
+    fn of(stat: &Statx) -> FifoId {
+        let born = StatxFlags::from_bits_retain(stat.stx_mask).contains(StatxFlags::BTIME);
         FifoId {
-            dev: stat.st_dev,
-            ino: stat.st_ino,
+            dev: (stat.stx_dev_major, stat.stx_dev_minor),
+            ino: stat.stx_ino,
+            born: born.then_some((stat.stx_btime.tv_sec, stat.stx_btime.tv_nsec)),
         }
     }
+}
+
+/// True if `stat` is a FIFO's.
+fn is_fifo(stat: &Statx) -> bool {
+    FileType::from_raw_mode(stat.stx_mode.into()) == FileType::Fifo
 }
 
 /// The open, checked and locked FIFO directory.
@@ -132,10 +148,8 @@ impl FifoDir {
         )
         .map_err(|e| Error::path(path(), e))?;
         let id = self.set_owner_and_mode(name, mode, group).and_then(|()| {
-            match self.stat(name).map_err(|e| Error::path(path(), e))? {
-                Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Fifo => {
-                    Ok(FifoId::of(&st))
-                }
+            match self.identity(name).map_err(|e| Error::path(path(), e))? {
+                Some(st) if is_fifo(&st) => Ok(FifoId::of(&st)),
                 _ => Err(Error::refuse(path(), "changed while being created")),
             }
         });
@@ -182,8 +196,8 @@ impl FifoDir {
     pub fn open_fifo(&self, name: &str, id: FifoId, flags: OFlags) -> io::Result<OwnedFd> {
         let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::empty())?;
-        let stat = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(stat.st_mode) != FileType::Fifo || FifoId::of(&stat) != id {
+        let stat = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, IDENTITY)?;
+        if !is_fifo(&stat) || FifoId::of(&stat) != id {
             return Err(io::Error::other("it was replaced behind the daemon's back"));
         }
         Ok(fd)
@@ -191,8 +205,7 @@ impl FifoDir {
 
     /// True if `name` is still the FIFO `id`.
     pub fn is_ours(&self, name: &str, id: FifoId) -> bool {
-        matches!(self.stat(name), Ok(Some(st)) if FifoId::of(&st) == id
-            && FileType::from_raw_mode(st.st_mode) == FileType::Fifo)
+        matches!(self.identity(name), Ok(Some(st)) if is_fifo(&st) && FifoId::of(&st) == id)
     }
 
     /// Unlinks `name` if it is still the FIFO `id`; anything else there is
@@ -203,6 +216,15 @@ impl FifoDir {
         }
         rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?;
         Ok(true)
+    }
+
+    /// What `name` is, for [`FifoId`] (not following a symlink).
+    fn identity(&self, name: &str) -> io::Result<Option<Statx>> {
+        match rustix::fs::statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, IDENTITY) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn stat(&self, name: &str) -> io::Result<Option<rustix::fs::Stat>> {

@@ -1555,6 +1555,41 @@ from = ["alerts"]
     assert_absent(&d.path("alerts"), "the daemon's own FIFO");
 }
 
+/// ext4 gives a freed inode number to the next file at once: a FIFO
+/// someone else made at a subscriber's path right after removing the
+/// daemon's may have the same number. It is still not the daemon's: no line
+/// is written into it and it is left alone at stop.
+#[test]
+fn a_foreign_fifo_that_reuses_the_inode_number_is_not_taken_for_ours() {
+    let d = Daemon::start("[inputs.a]\n[subscribers.s2]\nfrom = [\"a\"]\n");
+    let s2 = d.path("s2");
+    let old = inode(&s2);
+    fs::remove_file(&s2).unwrap();
+    rustix::fs::mkfifoat(CWD, &s2, Mode::from_raw_mode(0o644)).unwrap();
+    let reused = inode(&s2) == old;
+    println!("inode number reused by the foreign FIFO: {reused}");
+    let mut reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&s2)
+        .unwrap();
+    d.write("a", b"secret\n");
+    d.wait_counters("the line routed", |c| c.get("input", "a", "lines_in") == 1);
+    thread::sleep(Duration::from_millis(300));
+    let mut got = Vec::new();
+    let _ = reader.read_to_end(&mut got);
+    assert!(
+        got.is_empty(),
+        "a line went into someone else's FIFO: {got:?}"
+    );
+    d.signal(Signal::TERM);
+    d.assert_exit_code(0, "SIGTERM");
+    assert!(
+        s2.exists(),
+        "someone else's FIFO must be left alone at stop"
+    );
+}
+
 #[test]
 fn sink_rotates_at_max_bytes_and_keeps_at_most_keep_files() {
     let d = Daemon::start(
