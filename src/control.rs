@@ -228,6 +228,12 @@ impl Control {
             };
             if self.clients.len() >= MAX_CLIENTS {
                 self.stats.refused += 1;
+                // Best effort on a fresh socket's empty buffer: the client
+                // learns the daemon is there, only busy.
+                let _ = (&stream).write(
+                    format!("busy: {MAX_CLIENTS} status clients are already connected\n")
+                        .as_bytes(),
+                );
                 self.warn(&format!(
                     "{MAX_CLIENTS} clients already connected; refused another"
                 ));

@@ -54,13 +54,24 @@ pub enum Error {
     /// No daemon answers on the control socket (`status`).
     #[error(
         "{}: no fifo-broker answers on this control socket: {reason} (is the daemon \
-         running? try 'systemctl status fifo-broker')",
-        socket.display()
+         running? try 'systemctl status {}')",
+        socket.display(),
+        unit_of(socket)
     )]
     Unavailable {
         /// The control socket.
         socket: PathBuf,
         /// What went wrong.
+        reason: String,
+    },
+
+    /// The daemon answered that it serves as many `status` clients as it
+    /// may.
+    #[error("{}: the daemon is running but busy: {reason}; try again", socket.display())]
+    Busy {
+        /// The control socket.
+        socket: PathBuf,
+        /// What the daemon said.
         reason: String,
     },
 
@@ -92,7 +103,7 @@ impl Error {
             Error::Config(_) => 78,
             Error::Unsafe { .. } | Error::Path { .. } => 73,
             Error::Locked { .. } => 75,
-            Error::Unavailable { .. } => 69,
+            Error::Unavailable { .. } | Error::Busy { .. } => 69,
             Error::Forward { .. } | Error::Io { .. } => 1,
         }
     }
@@ -130,3 +141,27 @@ fn hint(err: &io::Error) -> &'static str {
 
 /// The daemon's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The unit that runs the daemon whose control socket is `socket`:
+/// `fifo-broker@NAME` for the directory `--instance NAME` uses, else
+/// `fifo-broker`.
+fn unit_of(socket: &std::path::Path) -> String {
+    let dir = socket.parent().and_then(|d| d.file_name());
+    match dir.and_then(|d| d.to_str()?.strip_prefix("fifo-broker-")) {
+        Some(instance) if !instance.is_empty() => format!("fifo-broker@{instance}"),
+        _ => "fifo-broker".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_names_the_instance_unit() {
+        let unit = |p: &str| unit_of(std::path::Path::new(p));
+        assert_eq!(unit("/run/fifo-broker-web/.control"), "fifo-broker@web");
+        assert_eq!(unit("/run/fifo-broker/.control"), "fifo-broker");
+        assert_eq!(unit("/tmp/x/.control"), "fifo-broker");
+    }
+}

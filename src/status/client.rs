@@ -33,9 +33,20 @@ pub(crate) fn fetch(socket: &Path) -> Result<Vec<u8>> {
         .set_read_timeout(Some(TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)));
     timeouts.map_err(|e| unavailable(e.to_string()))?;
-    stream
-        .write_all(b"status\n")
-        .map_err(|e| unavailable(format!("cannot send the request: {e}")))?;
+    let busy = |answer: &[u8]| {
+        answer.strip_prefix(b"busy: ").map(|reason| Error::Busy {
+            socket: socket.to_path_buf(),
+            reason: String::from_utf8_lossy(reason).trim().to_owned(),
+        })
+    };
+    if let Err(e) = stream.write_all(b"status\n") {
+        // A daemon serving its maximum of clients says so and closes.
+        let mut said = Vec::new();
+        let _ = (&mut stream).take(4096).read_to_end(&mut said);
+        return Err(
+            busy(&said).unwrap_or_else(|| unavailable(format!("cannot send the request: {e}")))
+        );
+    }
     let mut answer = Vec::new();
     let mut chunk = [0u8; 65536];
     let mut limited = (&mut stream).take(MAX_ANSWER);
@@ -54,6 +65,9 @@ pub(crate) fn fetch(socket: &Path) -> Result<Vec<u8>> {
         return Err(unavailable(
             "the daemon closed the connection without answering".into(),
         ));
+    }
+    if let Some(err) = busy(&answer) {
+        return Err(err);
     }
     Ok(answer)
 }
