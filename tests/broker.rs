@@ -3711,6 +3711,14 @@ when_full = "block"
         let c = d.wait_counters("forward errors", |c| c.get("forward", "js", "errors") > 0);
         assert_eq!(c.get("forward", "js", "acked"), 0, "{c}");
         assert!(d.stderr().contains("no JetStream stream"), "{}", d.stderr());
+        let v = super::status_json(&d);
+        let js = (v["outputs"].as_array().unwrap().iter())
+            .find(|o| o["name"] == "js")
+            .unwrap();
+        assert!(
+            js["queue_bytes"].as_u64() > Some(0),
+            "a line awaiting its PubAck shows in the queue: {js}"
+        );
         nats.client()
             .create_stream("LATE", &["nowhere.>"], Duration::from_secs(60));
         d.wait_counters("acked after the stream appears", |c| {

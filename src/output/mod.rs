@@ -394,9 +394,14 @@ impl Output {
         self.core().outbox.is_full()
     }
 
-    /// Bytes waiting in its queue.
+    /// Bytes waiting in its queue (for a forward, also those taken from it
+    /// and not delivered yet: encoded for the socket, or awaiting a PubAck).
     pub(crate) fn queue_bytes(&self) -> usize {
-        self.core().outbox.len()
+        let held = match self {
+            Output::Forward(f) => f.held_bytes(),
+            _ => 0,
+        };
+        self.core().outbox.len() + held
     }
 
     /// Its queue's capacity (`buffer_bytes`).

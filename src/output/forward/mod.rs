@@ -396,6 +396,15 @@ impl Forward {
         }
     }
 
+    /// Bytes taken from the queue and not delivered yet: NATS messages
+    /// awaiting their PubAck, or syslog frames not on the socket yet.
+    pub(crate) fn held_bytes(&self) -> usize {
+        match &self.proto {
+            Proto::Nats(session) => session.in_flight(),
+            _ => self.wire.len(),
+        }
+    }
+
     /// Counts and logs the connection once it is up: at once for plain TCP,
     /// when the handshake is done for TLS.
     fn announce(&mut self) {
@@ -533,7 +542,7 @@ impl Forward {
             log::warn!(
                 "forward {}: {reason}; {} bytes queued, retrying in {delay:?}{}",
                 self.core.name,
-                self.core.outbox.len() + self.wire.len(),
+                self.core.outbox.len() + self.held_bytes(),
                 suppressed_note(held)
             );
         }

@@ -141,6 +141,11 @@ impl Session {
         wire.clear();
     }
 
+    /// Bytes of the messages awaiting their PubAck.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
     /// When the oldest unacknowledged message is given up on; none before
     /// the session is ready (a new connection sends them all again then,
     /// and until then only the handshake's deadline counts).
