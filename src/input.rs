@@ -517,6 +517,13 @@ impl Input {
             let _ = registry.deregister(&mut SourceFd(&pipe.fd.as_raw_fd()));
         }
     }
+
+    /// The end of a stop: closes its read ends (a writer still there gets
+    /// `EPIPE` from now on); only its counters remain.
+    pub(crate) fn close(&mut self, registry: &Registry) {
+        self.deregister(registry);
+        self.pipes.clear();
+    }
 }
 
 /// Watches a read end under `token`; a failure is logged (the input then

@@ -473,11 +473,22 @@ impl Broker {
     /// The last of a stop: unterminated tails become lines, queues get a
     /// final flush, sinks are fsynced, the FIFOs that are still ours removed.
     fn finish(&mut self) {
+        // A last read of what writers wrote meanwhile; then the read ends
+        // close at once, so a writer still there gets EPIPE now rather than
+        // have its lines vanish with the pipe after the sinks' fsync.
+        let keys: Vec<usize> = self.inputs.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            for _ in 0..4 {
+                self.read_input(key, READS_PER_TURN);
+            }
+        }
+        let registry = self.world.poll.registry();
         for (_, input) in &mut self.inputs {
             while let Some(batch) = input.take_tail(&mut self.buf) {
                 self.fanout
                     .route(&self.world, input.name(), input.routes(), &batch);
             }
+            input.close(registry);
         }
         let mut lost = 0;
         for (_, output) in self.fanout.outputs_mut() {

@@ -345,6 +345,7 @@ impl Rsyslog {
             "global(workDirectory=\"{spool}\" maxMessageSize=\"256k\"\n\
              \x20      parser.escapeControlCharactersOnReceive=\"off\"\n\
              \x20      parser.escape8BitCharactersOnReceive=\"off\")\n\
+             main_queue(queue.workerThreads=\"1\")\n\
              module(load=\"imtcp\"{module_tls})\n\
              template(name=\"show\" type=\"string\" string=\"{RSYSLOG_TEMPLATE}\")\n\
              ruleset(name=\"r\") {{\n\
