@@ -256,6 +256,12 @@ impl Input {
         self.routes = routes;
     }
 
+    /// True if it reads (or read, before a reload replaced its FIFO) the
+    /// pipe with [`Batch::pipe`] `serial`.
+    pub(crate) fn has_pipe(&self, serial: u64) -> bool {
+        self.pipes.iter().any(|p| p.serial == serial)
+    }
+
     /// Whether some of its outputs are mirrors (set on every reload).
     pub(crate) fn set_mirrored(&mut self, mirrored: bool) {
         self.mirrored = mirrored;

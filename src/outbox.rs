@@ -111,6 +111,22 @@ impl Outbox {
         }
     }
 
+    /// Puts `data`, the rest of a line the reader has the start of, before
+    /// everything queued (which holds whole lines only): it must reach the
+    /// reader first, and is never dropped.
+    pub fn push_front(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            self.push(data, true);
+            return;
+        }
+        debug_assert!(!self.mid_line, "the queue starts with a whole line");
+        self.buf.splice(self.head..self.head, data.iter().copied());
+        self.mid_line = true;
+    }
+
     /// Drops whole lines from the front, after a partly written one, until
     /// the queue fits its capacity. Returns the lines dropped.
     fn trim_front(&mut self) -> u64 {

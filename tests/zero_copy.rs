@@ -908,3 +908,55 @@ fn eventually_lines(r: &Cat, n: usize) -> Vec<Vec<u8>> {
     );
     lines
 }
+
+/// SPEC §4 and §5: a reload that takes a `{line}` subscriber off the
+/// zero-copy path (its `from` gains a second input, then loses it again, 20
+/// times) while a writer streams long lines in pieces. The subscriber may
+/// hold the start of a line at that moment; the rest must follow from the
+/// copy path: its reader gets every line whole, in order, once.
+#[test]
+fn reloads_taking_a_subscriber_off_the_zero_copy_path_mid_line_tear_nothing() {
+    const LONG: usize = 3000;
+    let config = |both: bool| {
+        let from = if both { r#""a", "b""# } else { r#""a""# };
+        format!(
+            "[inputs.a]\n[inputs.b]\n[subscribers.sa]\nfrom = [{from}]\nwhen_full = \"block\"\n"
+        )
+    };
+    let mut d = Daemon::start(&config(false));
+    let r = Cat::on(&d, "sa", "r");
+    d.attach("a", &[&r]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut w = d.open_writer("a");
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // Bursts large enough that the daemon's reads come back
+                // full: the zero-copy path is taken, and tees end mid-line.
+                let data = stream_of((i..i + 300).map(|n| numbered_line(n, LONG)));
+                write_chunked(&mut w, &data, CHUNK);
+                i += 300;
+                thread::sleep(Duration::from_millis(1));
+            }
+            i
+        })
+    };
+    for k in 0..20 {
+        thread::sleep(Duration::from_millis(100));
+        d.rewrite_config(&config(k % 2 == 0));
+        d.signal(Signal::HUP);
+        d.wait_notify_n("READY=1", k + 2, TIMEOUT);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let n = join_within(writer, TIMEOUT, "the writer");
+    let want = stream_of((0..n).map(|i| numbered_line(i, LONG)));
+    wait_stream(
+        "the subscriber whose route the reloads changed",
+        || r.len(),
+        || r.bytes(),
+        &want,
+        Duration::from_secs(30),
+    );
+}

@@ -97,7 +97,11 @@ impl Broker {
             }
         }
         let feeds = |key| feeds.get(&key).copied().unwrap_or(0);
-        self.fanout.index_mirrors(&self.world, feeds);
+        let inputs = &self.inputs;
+        let fed_by = |key: usize, pipe: u64| {
+            (inputs.iter()).any(|(_, i)| i.has_pipe(pipe) && i.routes().contains(&key))
+        };
+        self.fanout.index_mirrors(&self.world, feeds, fed_by);
         let outputs = self.fanout.outputs();
         for (_, input) in &mut self.inputs {
             let mirrored = input.routes().iter().any(|&o| outputs[o].is_mirror());

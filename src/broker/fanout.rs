@@ -28,6 +28,9 @@ pub(super) struct FanOut {
     timed: Vec<usize>,
     /// Filters, formats and the current batch through each lane.
     lanes: Lanes,
+    /// Some subscriber owes the rest of a line (a reload took it off the
+    /// zero-copy path in the middle of one): batches are checked for it.
+    owing: bool,
 }
 
 /// The distinct (filter, format) pairs outputs use.
@@ -169,6 +172,10 @@ impl FanOut {
         if batch.count == 0 {
             return;
         }
+        if self.owing {
+            self.route_owed(world, input, routes, batch);
+            return;
+        }
         self.lanes.begin();
         let mut time: Option<String> = None;
         for &o in routes {
@@ -177,6 +184,78 @@ impl FanOut {
                 output.deliver(batch, world);
                 continue;
             }
+            let (data, count) = self.lanes.data(output.lane(), batch, input, &mut time);
+            if count < batch.count {
+                output.count_filtered(batch.count - count);
+            }
+            if count > 0 {
+                output.offer(data, count, world);
+            }
+        }
+    }
+
+    /// [`FanOut::route`] while a subscriber owes the rest of a line: if this
+    /// batch has it, the subscriber gets it from the batch's first line and
+    /// the others get that line and then the rest (mirrors the whole batch,
+    /// as always); a `block` queue that filled meanwhile stops waiting.
+    fn route_owed(&mut self, world: &World, input: &str, routes: &[usize], batch: &Batch) {
+        let mirrors: Vec<usize> = (routes.iter().copied())
+            .filter(|&o| self.outputs[o].is_mirror())
+            .collect();
+        let owing: Vec<usize> = (routes.iter().copied())
+            .filter(|&o| self.outputs[o].owes(batch.pipe))
+            .collect();
+        for &o in &mirrors {
+            self.outputs[o].deliver(batch, world);
+        }
+        if owing.is_empty() {
+            self.route_copies(world, input, routes, batch, &mirrors);
+        } else {
+            let end = memchr::memchr(b'\n', batch.lines).map_or(batch.lines.len(), |i| i + 1);
+            let (first, rest) = batch.lines.split_at(end);
+            for &o in &owing {
+                self.outputs[o].settle(first, world);
+            }
+            let part = |lines, count| Batch {
+                lines,
+                count,
+                pipe: batch.pipe,
+                tail: &[],
+                streaming: false,
+                truncated: batch.truncated,
+            };
+            let skip: Vec<usize> = mirrors.iter().chain(&owing).copied().collect();
+            self.route_copies(world, input, routes, &part(first, 1), &skip);
+            let rest = Batch {
+                tail: batch.tail,
+                streaming: batch.streaming,
+                ..part(rest, batch.count - 1)
+            };
+            self.route_copies(world, input, routes, &rest, &mirrors);
+        }
+        for (_, output) in &mut self.outputs {
+            output.give_up_if_full(world);
+        }
+        self.owing = self.outputs.iter().any(|(_, o)| o.owes_any());
+    }
+
+    /// Hands `batch` to every output in `routes` but those in `skip`
+    /// through its lane.
+    fn route_copies(
+        &mut self,
+        world: &World,
+        input: &str,
+        routes: &[usize],
+        batch: &Batch,
+        skip: &[usize],
+    ) {
+        if batch.count == 0 {
+            return;
+        }
+        self.lanes.begin();
+        let mut time: Option<String> = None;
+        for &o in routes.iter().filter(|o| !skip.contains(o)) {
+            let output = &mut self.outputs[o];
             let (data, count) = self.lanes.data(output.lane(), batch, input, &mut time);
             if count < batch.count {
                 output.count_filtered(batch.count - count);
@@ -200,12 +279,18 @@ impl FanOut {
     /// Makes exactly the subscribers that take one input's lines as they
     /// are mirrors: format `{line}`, no filter, and `feeds(key)` (fed by one
     /// input only).
-    pub(super) fn index_mirrors(&mut self, world: &World, feeds: impl Fn(usize) -> usize) {
+    pub(super) fn index_mirrors(
+        &mut self,
+        world: &World,
+        feeds: impl Fn(usize) -> usize,
+        fed_by: impl Fn(usize, u64) -> bool,
+    ) {
         for (key, output) in &mut self.outputs {
             let (filter, format) = self.lanes.lanes[output.lane()];
             let verbatim = filter.is_none() && self.lanes.formats[format].is_verbatim();
-            output.set_mirror(verbatim && feeds(key) == 1, world);
+            output.set_mirror(verbatim && feeds(key) == 1, |pipe| fed_by(key, pipe), world);
         }
+        self.owing = self.outputs.iter().any(|(_, o)| o.owes_any());
     }
 
     /// An output's fd is ready.

@@ -426,10 +426,35 @@ impl Output {
     }
 
     /// Makes a subscriber a mirror, or not (on reload; see
-    /// [`Output::is_mirror`]).
-    pub(crate) fn set_mirror(&mut self, mirror: bool, world: &World) {
+    /// [`Output::is_mirror`]); `fed` says whether a pipe still feeds it.
+    pub(crate) fn set_mirror(&mut self, mirror: bool, fed: impl Fn(u64) -> bool, world: &World) {
         if let Output::Subscriber(s) = self {
-            s.set_mirror(mirror, world);
+            s.set_mirror(mirror, fed, world);
+        }
+    }
+
+    /// True if it owes the rest of a line of the pipe `pipe` (a subscriber
+    /// a reload took off the zero-copy path in the middle of a line).
+    pub(crate) fn owes(&self, pipe: u64) -> bool {
+        matches!(self, Output::Subscriber(s) if s.owes(pipe))
+    }
+
+    /// True if it owes the rest of some line.
+    pub(crate) fn owes_any(&self) -> bool {
+        matches!(self, Output::Subscriber(s) if s.owes_any())
+    }
+
+    /// `line` is the whole line it owes the rest of.
+    pub(crate) fn settle(&mut self, line: &[u8], world: &World) {
+        if let Output::Subscriber(s) = self {
+            s.settle(line, world);
+        }
+    }
+
+    /// Stops waiting for an owed line once a `block` queue is full.
+    pub(crate) fn give_up_if_full(&mut self, world: &World) {
+        if let Output::Subscriber(s) = self {
+            s.give_up_if_full(world);
         }
     }
 

@@ -50,6 +50,11 @@ pub(crate) struct Subscriber {
     mirror: bool,
     /// The start of an unfinished line the attached reader has already.
     ahead: Option<Ahead>,
+    /// Such a line, from before a reload took it off the zero-copy path:
+    /// its rest comes from the copy path ([`Subscriber::settle`]), and
+    /// until then nothing else is written (lines from other inputs wait in
+    /// the queue behind it).
+    owed: Option<Ahead>,
     /// A tee took bytes for the batch the next read returns (if it came
     /// short of that read, the pipe was full).
     teed: bool,
@@ -147,36 +152,101 @@ impl Subscriber {
             pipe: PipeState::default(),
             mirror: false,
             ahead: None,
+            owed: None,
             teed: false,
         }
     }
 
-    /// True if it takes one input's lines as they are (see the module).
+    /// True if it takes one input's lines as they are (see the module) and
+    /// owes no line from before a reload.
     pub(super) fn is_mirror(&self) -> bool {
-        self.mirror
+        self.mirror && self.owed.is_none()
     }
 
-    /// Says whether it takes one input's lines as they are (on reload). One
-    /// that stops while it holds an unfinished line's start gets that line
-    /// ended here: what follows may come from elsewhere.
-    pub(super) fn set_mirror(&mut self, mirror: bool, world: &World) {
+    /// Says whether it takes one input's lines as they are (on reload).
+    /// One that stops while its reader has an unfinished line's start owes
+    /// the rest of that line, if the pipe it comes from still feeds it
+    /// (`fed`); otherwise the line is ended here.
+    pub(super) fn set_mirror(&mut self, mirror: bool, fed: impl Fn(u64) -> bool, world: &World) {
         if !mirror {
+            if let Some(a) = self.ahead.take() {
+                self.owed = Some(a);
+            }
+        }
+        if self.owed.is_some_and(|a| !fed(a.pipe) || self.pipe_gone()) {
             self.end_line(world);
         }
         self.mirror = mirror;
     }
 
-    /// Ends the unfinished line the reader has the start of, if any (its
-    /// input changed under it in a reload).
+    fn pipe_gone(&self) -> bool {
+        self.writer.is_none()
+    }
+
+    /// True if it owes the rest of a line of the pipe `pipe`.
+    pub(super) fn owes(&self, pipe: u64) -> bool {
+        self.owed.is_some_and(|a| a.pipe == pipe)
+    }
+
+    /// True if it owes the rest of a line.
+    pub(super) fn owes_any(&self) -> bool {
+        self.owed.is_some()
+    }
+
+    /// `line` is the whole line it owes the rest of (a reload took it off
+    /// the zero-copy path in the middle of it): the rest goes first, then
+    /// what waited behind it.
+    pub(super) fn settle(&mut self, line: &[u8], world: &World) {
+        let Some(owed) = self.owed.take() else {
+            return;
+        };
+        self.core.stats.lines_out += 1;
+        self.put_first(&line[owed.bytes.min(line.len())..], world);
+    }
+
+    /// A `block` queue filled while it waited for an owed line's rest (its
+    /// input may be held back by that very queue): the line is ended here
+    /// instead, as a last resort.
+    pub(super) fn give_up_if_full(&mut self, world: &World) {
+        if self.owed.is_some() && self.core.outbox.len() >= self.core.outbox.capacity() {
+            self.end_line(world);
+        }
+    }
+
+    /// Ends the unfinished line the reader has the start of, if any: its
+    /// input no longer feeds it, or waiting for the rest held up too much.
     fn end_line(&mut self, world: &World) {
-        if self.ahead.take().is_some() {
+        if self.ahead.take().or(self.owed.take()).is_some() {
             log::debug!(
                 "subscriber {}: a reload changed its input in the middle of a line; \
                  the line was ended early",
                 self.core.name
             );
-            offer(self, b"\n", 0, 0, world);
+            self.put_first(b"\n", world);
         }
+    }
+
+    /// Writes `data` (the end of a line the reader has the start of) before
+    /// anything queued, then what is queued.
+    fn put_first(&mut self, data: &[u8], world: &World) {
+        if self.writer.is_none() {
+            return;
+        }
+        let written = if self.core.outbox.is_empty() {
+            match self.write(data) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    self.failed(e, world);
+                    return;
+                }
+            }
+        } else {
+            0
+        };
+        self.core.stats.bytes_out += written as u64;
+        self.core.outbox.push_front(&data[written..]);
+        flush(self, world);
     }
 
     /// Zero-copy: duplicates up to `src.cap` bytes of the input pipe into
@@ -193,7 +263,7 @@ impl Subscriber {
             Some(a) if a.pipe == src.pipe => a.bytes,
             Some(_) => return 0,
         };
-        if !self.mirror || have != src.carried || !self.core.outbox.is_empty() {
+        if !self.is_mirror() || have != src.carried || !self.core.outbox.is_empty() {
             return 0;
         }
         let flags = rustix::pipe::SpliceFlags::NONBLOCK;
@@ -268,6 +338,7 @@ impl Subscriber {
     /// Drops the attached writer (if any), discarding and counting its queue.
     fn detach(&mut self, world: &World) {
         self.ahead = None;
+        self.owed = None;
         if let Some(fd) = self.writer.take() {
             self.pipe.release();
             let _ = world.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
@@ -346,7 +417,14 @@ impl Target for Subscriber {
         }
     }
 
+    fn holding(&self) -> bool {
+        self.owed.is_some()
+    }
+
     fn write_queued(&mut self) -> (usize, io::Result<()>) {
+        if self.owed.is_some() {
+            return (0, Ok(()));
+        }
         let pipe = &mut self.pipe;
         match &self.writer {
             Some(fd) => self.core.outbox.flush(|b| pipe.write(fd, b)),
