@@ -38,9 +38,10 @@
 //! warm-up's peak; the daemon uses no CPU once the load stops, exits 0 on
 //! SIGTERM, and never panics. The one line allowed to be cut: a reload that
 //! takes `mir-flip` off the zero-copy path while it has the start of a line
-//! ends that line there with `\n` (docs/semantics.md); such a cut must be
-//! the start of a written line, the whole line must follow, and there are
-//! no more cuts than such reloads.
+//! makes it owe the rest, and only if waiting for it fills a `block` queue
+//! is that line ended there with `\n` (docs/semantics.md); such a cut must
+//! be the start of a written line, the whole line must follow, and there
+//! are no more cuts than such reloads.
 //!
 //! The forwards, from what their servers stored (docs/forwarding.md, "What
 //! `block` guarantees"): the stream holds every line written to `w4` and

@@ -17,7 +17,9 @@
 //! ([`Subscriber::deliver`]) so it gets the rest of that line and nothing
 //! twice. Its queue still only ever starts mid-line with a line it is owed
 //! the rest of, so no policy tears a line, and a reader that attaches starts
-//! at a line's start.
+//! at a line's start. A reload that ends its mirror role mid-line leaves it
+//! owing the rest of that line, which the copy path delivers before anything
+//! else ([`Subscriber::settle`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
