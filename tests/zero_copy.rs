@@ -960,3 +960,84 @@ fn reloads_taking_a_subscriber_off_the_zero_copy_path_mid_line_tear_nothing() {
         Duration::from_secs(30),
     );
 }
+
+/// The same reloads with a second writer on `b`, whose lines reach the
+/// subscriber while `from` names it: they may wait behind a line the
+/// subscriber owes the rest of, but never cut into it.
+#[test]
+fn lines_of_another_input_wait_for_an_owed_line_and_never_cut_into_it() {
+    const LONG: usize = 3000;
+    let config = |both: bool| {
+        let from = if both { r#""a", "b""# } else { r#""a""# };
+        format!(
+            "[inputs.a]\n[inputs.b]\n[subscribers.sa]\nfrom = [{from}]\nwhen_full = \"block\"\n"
+        )
+    };
+    let mut d = Daemon::start(&config(false));
+    let r = Cat::on(&d, "sa", "r");
+    d.attach("a", &[&r]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (mut wa, mut wb) = (d.open_writer("a"), d.open_writer("b"));
+    let writer_a = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let data = stream_of((i..i + 300).map(|n| numbered_line(n, LONG)));
+                write_chunked(&mut wa, &data, CHUNK);
+                i += 300;
+                thread::sleep(Duration::from_millis(1));
+            }
+            i
+        })
+    };
+    let writer_b = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                wb.write_all(format!("b:{i}\n").as_bytes()).unwrap();
+                i += 1;
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    for k in 0..20 {
+        thread::sleep(Duration::from_millis(100));
+        d.rewrite_config(&config(k % 2 == 0));
+        d.signal(Signal::HUP);
+        d.wait_notify_n("READY=1", k + 2, TIMEOUT);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let n = join_within(writer_a, TIMEOUT, "writer a");
+    join_within(writer_b, TIMEOUT, "writer b");
+    let lines = eventually_lines_of_a(&r, n);
+    let (mut next_a, mut last_b) = (0, None::<usize>);
+    for line in &lines {
+        if let Some(b) = line.strip_prefix(b"b:") {
+            let b: usize = std::str::from_utf8(b).unwrap().parse().unwrap();
+            assert!(last_b.is_none_or(|l| b > l), "b's lines out of order");
+            last_b = Some(b);
+            continue;
+        }
+        let got = known_number(line, LONG).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, next_a, "a's lines in order, each once");
+        next_a += 1;
+    }
+    assert_eq!(next_a, n, "every line of a");
+    assert!(last_b.is_some(), "some lines of b came while from named it");
+}
+
+/// The data lines `r` received, once `n` lines not of `b` are among them
+/// (or after 30 s).
+fn eventually_lines_of_a(r: &Cat, n: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines: Vec<Vec<u8>> = split_lines(after_probes(&r.bytes()));
+        let of_a = lines.iter().filter(|l| !l.starts_with(b"b:")).count();
+        if of_a >= n || Instant::now() >= deadline {
+            return lines;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
