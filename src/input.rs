@@ -507,7 +507,7 @@ impl Input {
                 if let Some(held) = self.error_warning.allow() {
                     log::warn!(
                         "input {}: cannot reopen {} after its last writer left: {e}; \
-                         send SIGHUP to recreate it{}",
+                         reading on with the read end it has{}",
                         self.name,
                         dir.join(&self.name).display(),
                         suppressed_note(held)
