@@ -234,6 +234,9 @@ impl Control {
                     format!("busy: {MAX_CLIENTS} status clients are already connected\n")
                         .as_bytes(),
                 );
+                // Closing with its request unread would reset the
+                // connection, and the client would never see the answer.
+                let _ = (&stream).read(&mut [0u8; 256]);
                 self.warn(&format!(
                     "{MAX_CLIENTS} clients already connected; refused another"
                 ));

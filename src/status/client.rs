@@ -58,6 +58,12 @@ pub(crate) fn fetch(socket: &Path) -> Result<Vec<u8>> {
             Ok(0) => break,
             Ok(n) => answer.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && answer.is_empty() => {
+                return Err(unavailable(format!(
+                    "cannot read the answer: {e} (a daemon serving its 16 status clients \
+                     closes others at once)"
+                )))
+            }
             Err(e) => return Err(unavailable(format!("cannot read the answer: {e}"))),
         }
     }
