@@ -11,10 +11,9 @@
 //! An input whose FIFO was replaced behind the daemon's back keeps the old
 //! read end until its writers are gone ([`Input::replace_fifo`]), reading it
 //! before the new one; an input a reload removed is *retired*: it is read
-//! until its writers are gone, and closed then, or after `shutdown_timeout`
-//! if a writer still holds it (what the pipe holds is read and delivered
-//! first; the writer then gets `EPIPE`, as at a stop), so a writer that
-//! never closes does not keep a removed input alive.
+//! until its writers are gone, however long a full `block` output holds it
+//! back, and only then closed. Either way, no line a writer wrote is lost
+//! to a reload, and no writer sees `EPIPE` because of one.
 //!
 //! Framing is [`Framer::frame`]: complete lines are handed on as one slice of
 //! the read buffer (no copy) unless a line must be truncated. This module

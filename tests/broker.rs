@@ -1590,49 +1590,6 @@ fn a_foreign_fifo_that_reuses_the_inode_number_is_not_taken_for_ours() {
     );
 }
 
-/// A reload that removes an input whose writer never closes: what was
-/// written is delivered, and after `shutdown_timeout` the read end closes,
-/// so the writer gets EPIPE instead of feeding a removed input forever.
-#[test]
-fn a_removed_input_held_open_by_a_writer_closes_after_shutdown_timeout() {
-    let config = |with_b: bool| {
-        format!(
-            "shutdown_timeout = 1\n[inputs.a]\n{}[sinks.s]\npath = \"s.log\"\nfrom = [\"*\"]\nformat = \"{{input}} {{line}}\"\n",
-            if with_b { "[inputs.b]\n" } else { "" }
-        )
-    };
-    let mut d = Daemon::start(&config(true));
-    let mut w = d.open_writer("b");
-    w.write_all(b"before\n").unwrap();
-    d.rewrite_config(&config(false));
-    d.signal(Signal::HUP);
-    d.wait_notify_n("READY=1", 2, TIMEOUT);
-    w.write_all(b"in the drain window\n").unwrap();
-    let started = Instant::now();
-    let epipe = loop {
-        if let Err(e) = w.write_all(b"later\n") {
-            break e;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no EPIPE after 10 s"
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(epipe.kind(), std::io::ErrorKind::BrokenPipe, "{epipe}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(500),
-        "closed before the timeout"
-    );
-    d.signal(Signal::TERM);
-    d.assert_exit_code(0, "SIGTERM");
-    let log = fs::read_to_string(d.setup.log_dir.join("s.log")).unwrap();
-    assert!(
-        log.contains("b before\n") && log.contains("b in the drain window\n"),
-        "{log}"
-    );
-}
-
 #[test]
 fn sink_rotates_at_max_bytes_and_keeps_at_most_keep_files() {
     let d = Daemon::start(

@@ -33,7 +33,7 @@ impl Broker {
             }
         }
         let keys = self.commit_outputs(&config, outputs);
-        self.retire_inputs(retire, config.shutdown_timeout);
+        self.retire_inputs(retire);
         self.remove_outputs(remove);
         self.commit_inputs(&config, inputs, &keys);
         self.fanout.index_timers();
@@ -125,15 +125,12 @@ impl Broker {
     }
 
     /// Inputs the config no longer has: no new writer can open them, and
-    /// what their pipes hold is still read (next turn, and on) until their
-    /// writers leave or `timeout` passes (`Broker::close_overdue_inputs`).
-    fn retire_inputs(&mut self, keys: Vec<usize>, timeout: std::time::Duration) {
-        let until = std::time::Instant::now() + timeout;
+    /// what their pipes hold is still read (next turn, and on).
+    fn retire_inputs(&mut self, keys: Vec<usize>) {
         for key in keys {
             let input = &mut self.inputs[key];
             input.retire();
             let _ = self.world.dir.remove_if_ours(input.name(), input.fifo());
-            self.retiring.push((key, input.fifo(), until));
             self.schedule.busy(key);
         }
     }

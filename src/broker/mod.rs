@@ -89,9 +89,6 @@ pub struct Broker {
     supervisor: Supervisor,
     /// Set once a stop began: when to give up draining.
     stop_deadline: Option<Instant>,
-    /// Inputs a reload removed, with the inode they read and when they are
-    /// closed even if writers still hold them (like a stop's timeout).
-    retiring: Vec<(usize, crate::fifodir::FifoId, Instant)>,
     /// The control socket (`status`); taken at the end of a stop.
     control: Option<Control>,
     /// When the daemon started, for `uptime_s`.
@@ -135,7 +132,6 @@ impl Broker {
             schedule: Schedule::default(),
             supervisor: Supervisor::from_env(),
             stop_deadline: None,
-            retiring: Vec::new(),
             control: None,
             started: Instant::now(),
             metrics: metrics::MetricsFile::default(),
@@ -208,7 +204,6 @@ impl Broker {
         }
         let wake = (self.fanout.next_retry().into_iter())
             .chain(self.stop_deadline)
-            .chain(self.retiring.iter().map(|&(_, _, at)| at).min())
             .chain(self.supervisor.wake_at())
             .chain(self.control.as_ref().and_then(Control::wake_at))
             .chain(self.metrics.wake_at())
@@ -230,7 +225,6 @@ impl Broker {
         for key in self.schedule.take() {
             self.read_input(key, READS_PER_TURN);
         }
-        self.close_overdue_inputs(now);
         if self.supervisor.tick(now, active) {
             let status = self.status();
             self.supervisor.status(&status);
@@ -291,42 +285,6 @@ impl Broker {
             }
         }
         self.schedule.busy(key);
-    }
-
-    /// Inputs a reload removed whose writers are still there after
-    /// `shutdown_timeout`: what their pipes hold is read and delivered, then
-    /// the read end closes (a writer that goes on gets `EPIPE`).
-    fn close_overdue_inputs(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.retiring.len() {
-            let (key, fifo, at) = self.retiring[i];
-            if at > now {
-                i += 1;
-                continue;
-            }
-            self.retiring.swap_remove(i);
-            let ours = |inputs: &slab::Slab<Input>| {
-                (inputs.get(key)).is_some_and(|input| input.is_retired() && input.fifo() == fifo)
-            };
-            if !ours(&self.inputs) {
-                continue;
-            }
-            self.read_input(key, READS_PER_TURN);
-            if !ours(&self.inputs) {
-                continue;
-            }
-            let mut input = self.inputs.remove(key);
-            while let Some(batch) = input.take_tail(&mut self.buf) {
-                self.fanout
-                    .route(&self.world, input.name(), input.routes(), &batch);
-            }
-            input.deregister(self.world.poll.registry());
-            log::info!(
-                "input {}: removed by a reload; its writers are still there after \
-                 shutdown_timeout, so its read end is closed (they get EPIPE)",
-                input.name()
-            );
-        }
     }
 
     /// An event on the control socket: a client may want a snapshot.
