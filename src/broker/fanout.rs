@@ -170,6 +170,11 @@ impl FanOut {
     /// filter and rendering done once per lane.
     pub(super) fn route(&mut self, world: &World, input: &str, routes: &[usize], batch: &Batch) {
         if batch.count == 0 {
+            // Only the start of a line: mirrors that teed it keep it as
+            // `Ahead`; what their tee told about a full pipe is stale now.
+            for &o in routes {
+                self.outputs[o].forget_tee();
+            }
             return;
         }
         if self.owing {

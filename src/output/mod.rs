@@ -467,6 +467,14 @@ impl Output {
         }
     }
 
+    /// A batch with no whole line followed a tee: see
+    /// [`Subscriber::forget_tee`].
+    pub(crate) fn forget_tee(&mut self) {
+        if let Output::Subscriber(s) = self {
+            s.forget_tee();
+        }
+    }
+
     /// Delivers `batch` to a mirror as the input pipe's bytes.
     pub(crate) fn deliver(&mut self, batch: &Batch, world: &World) {
         if let Output::Subscriber(s) = self {

@@ -286,6 +286,13 @@ impl Subscriber {
         }
     }
 
+    /// The read after a tee brought no whole line (so no
+    /// [`deliver`](Subscriber::deliver)): the "tee took bytes" mark must not
+    /// carry over to a later batch, where it could pass for a full pipe.
+    pub(super) fn forget_tee(&mut self) {
+        self.teed = false;
+    }
+
     /// Delivers `batch` to a mirror as the pipe's bytes: what it does not
     /// have of the lines, then, if a writer streams and nothing is queued,
     /// what it can of the unfinished line after them (so the next read can
