@@ -237,6 +237,19 @@ mod tests {
     }
 
     #[test]
+    fn push_front_puts_an_owed_rest_first_and_drop_oldest_never_drops_it() {
+        let mut q = Outbox::new(16, WhenFull::DropOldest);
+        q.push(b"b:1\nb:2\n", false);
+        q.push_front(b"rest-of-a\n");
+        // Over capacity: whole lines go from the front, but never the rest
+        // of a line the reader has the start of.
+        assert_eq!(q.push(b"b:3\n", false), 2);
+        assert_eq!(drain(&mut q), b"rest-of-a\nb:3\n");
+        q.push_front(b"alone\n");
+        assert_eq!(drain(&mut q), b"alone\n");
+    }
+
+    #[test]
     fn drop_newest_keeps_whole_lines_that_fit() {
         let mut q = Outbox::new(10, WhenFull::DropNewest);
         assert_eq!(q.push(b"aaa\nbbb\nccc\n", false), 1);
