@@ -4041,31 +4041,48 @@ from = ["app"]
         d.assert_running("after a hostile server");
     }
 
-    /// One side of a fake NATS server: sends INFO, answers the client's
-    /// PING, and reads for `how_long` or until the client closes. Returns
-    /// what the client sent and whether it closed.
-    fn fake_nats_session(conn: &mut std::net::TcpStream, how_long: Duration) -> (Vec<u8>, bool) {
-        let _ = conn.write_all(
-            b"INFO {\"server_id\":\"fake\",\"max_payload\":1048576,\"headers\":true}\r\n",
-        );
-        conn.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let (mut got, mut ponged) = (Vec::new(), false);
-        let until = Instant::now() + how_long;
-        let mut buf = [0u8; 65536];
-        while Instant::now() < until {
-            match conn.read(&mut buf) {
-                Ok(0) => return (got, true),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
-                Err(_) => {}
-            }
-            if !ponged && super::contains(&got, b"PING\r\n") {
-                let _ = conn.write_all(b"PONG\r\n");
-                ponged = true;
+    /// One connection of a fake NATS server: it sent INFO, answers the
+    /// client's first PING, and keeps what the client sent.
+    struct FakeNats {
+        conn: std::net::TcpStream,
+        got: Vec<u8>,
+        ponged: bool,
+    }
+
+    impl FakeNats {
+        fn accept(listener: &TcpListener) -> FakeNats {
+            let (mut conn, _) = listener.accept().expect("the forward connects");
+            let _ = conn.write_all(
+                b"INFO {\"server_id\":\"fake\",\"max_payload\":1048576,\"headers\":true}\r\n",
+            );
+            conn.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            FakeNats {
+                conn,
+                got: Vec::new(),
+                ponged: false,
             }
         }
-        (got, false)
+
+        /// Reads for `how_long` or until the client closes; true if it
+        /// closed.
+        fn read_for(&mut self, how_long: Duration) -> bool {
+            let until = Instant::now() + how_long;
+            let mut buf = [0u8; 65536];
+            while Instant::now() < until {
+                match self.conn.read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                    Err(_) => {}
+                }
+                if !self.ponged && super::contains(&self.got, b"PING\r\n") {
+                    let _ = self.conn.write_all(b"PONG\r\n");
+                    self.ponged = true;
+                }
+            }
+            false
+        }
     }
 
     /// A PubAck that never came closes the connection after its timeout;
@@ -4079,9 +4096,10 @@ from = ["app"]
             "[inputs.app]\n[forwards.js]\nurl = \"nats://127.0.0.1:{port}\"\n\
              subject = \"logs.{{input}}\"\nfrom = [\"app\"]\nwhen_full = \"block\"\n"
         ));
-        let (mut first, _) = listener.accept().expect("the forward connects");
+        let mut first = FakeNats::accept(&listener);
         d.write("app", b"never acknowledged\n");
-        let (got, closed) = fake_nats_session(&mut first, Duration::from_secs(25));
+        let closed = first.read_for(Duration::from_secs(25));
+        let got = first.got;
         assert!(
             super::contains(&got, b"HPUB logs.app"),
             "{}",
@@ -4097,9 +4115,9 @@ from = ["app"]
             text[at..].lines().next().unwrap().to_string()
         };
         let id = msg_id(&got);
-        listener.set_nonblocking(false).unwrap();
-        let (mut second, _) = listener.accept().expect("the forward reconnects");
-        let (again, closed) = fake_nats_session(&mut second, Duration::from_secs(3));
+        let mut second = FakeNats::accept(&listener);
+        let closed = second.read_for(Duration::from_secs(3));
+        let again = second.got;
         assert!(
             !closed && super::contains(&again, b"HPUB logs.app"),
             "the new session completes its handshake and sends the message again \
@@ -4128,41 +4146,19 @@ from = ["app"]
 buffer_bytes = 8192
 "#
         ));
-        let (mut conn, _) = listener.accept().expect("the forward connects");
-        conn.write_all(
-            b"INFO {\"server_id\":\"fake\",\"max_payload\":1048576,\"headers\":true}\r\n",
-        )
-        .unwrap();
-        conn.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut got = Vec::new();
-        let mut read_for = |got: &mut Vec<u8>, how_long: Duration| {
-            let until = Instant::now() + how_long;
-            let mut buf = [0u8; 65536];
-            while Instant::now() < until {
-                match conn.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                    Err(_) => {}
-                }
-                if super::contains(got, b"PING\r\n") && !super::contains(got, b"PONG") {
-                    conn.write_all(b"PONG\r\n").unwrap();
-                    got.extend_from_slice(b"(PONG sent)");
-                }
-            }
-        };
-        read_for(&mut got, Duration::from_secs(2));
+        let mut server = FakeNats::accept(&listener);
+        server.read_for(Duration::from_secs(2));
         assert!(
-            super::contains(&got, b"CONNECT"),
+            super::contains(&server.got, b"CONNECT"),
             "{:?}",
-            String::from_utf8_lossy(&got)
+            String::from_utf8_lossy(&server.got)
         );
         let line = format!("{}\n", "x".repeat(999));
         for _ in 0..50 {
             d.write("app", line.as_bytes());
         }
-        read_for(&mut got, Duration::from_secs(2));
-        let sent = got.windows(5).filter(|w| w == b"HPUB ").count();
+        server.read_for(Duration::from_secs(2));
+        let sent = server.got.windows(5).filter(|w| w == b"HPUB ").count();
         assert!(
             (1..=9).contains(&sent),
             "{sent} messages of 1000 bytes sent without acks under buffer_bytes = 8192 \
