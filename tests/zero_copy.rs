@@ -916,42 +916,8 @@ fn eventually_lines(r: &Cat, n: usize) -> Vec<Vec<u8>> {
 /// copy path: its reader gets every line whole, in order, once.
 #[test]
 fn reloads_taking_a_subscriber_off_the_zero_copy_path_mid_line_tear_nothing() {
-    const LONG: usize = 3000;
-    let config = |both: bool| {
-        let from = if both { r#""a", "b""# } else { r#""a""# };
-        format!(
-            "[inputs.a]\n[inputs.b]\n[subscribers.sa]\nfrom = [{from}]\nwhen_full = \"block\"\n"
-        )
-    };
-    let mut d = Daemon::start(&config(false));
-    let r = Cat::on(&d, "sa", "r");
-    d.attach("a", &[&r]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut w = d.open_writer("a");
-    let writer = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                // Bursts large enough that the daemon's reads come back
-                // full: the zero-copy path is taken, and tees end mid-line.
-                let data = stream_of((i..i + 300).map(|n| numbered_line(n, LONG)));
-                write_chunked(&mut w, &data, CHUNK);
-                i += 300;
-                thread::sleep(Duration::from_millis(1));
-            }
-            i
-        })
-    };
-    for k in 0..20 {
-        thread::sleep(Duration::from_millis(100));
-        d.rewrite_config(&config(k % 2 == 0));
-        d.signal(Signal::HUP);
-        d.wait_notify_n("READY=1", k + 2, TIMEOUT);
-    }
-    stop.store(true, Ordering::Relaxed);
-    let n = join_within(writer, TIMEOUT, "the writer");
-    let want = stream_of((0..n).map(|i| numbered_line(i, LONG)));
+    let (_d, r, n) = reload_routes_while_streaming(false);
+    let want = stream_of((0..n).map(|i| numbered_line(i, RELOAD_LONG)));
     wait_stream(
         "the subscriber whose route the reloads changed",
         || r.len(),
@@ -966,7 +932,33 @@ fn reloads_taking_a_subscriber_off_the_zero_copy_path_mid_line_tear_nothing() {
 /// subscriber owes the rest of, but never cut into it.
 #[test]
 fn lines_of_another_input_wait_for_an_owed_line_and_never_cut_into_it() {
-    const LONG: usize = 3000;
+    let (_d, r, n) = reload_routes_while_streaming(true);
+    let lines = eventually_lines_of_a(&r, n);
+    let (mut next_a, mut last_b) = (0, None::<usize>);
+    for line in &lines {
+        if let Some(b) = line.strip_prefix(b"b:") {
+            let b: usize = std::str::from_utf8(b).unwrap().parse().unwrap();
+            assert!(last_b.is_none_or(|l| b > l), "b's lines out of order");
+            last_b = Some(b);
+            continue;
+        }
+        let got = known_number(line, RELOAD_LONG).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, next_a, "a's lines in order, each once");
+        next_a += 1;
+    }
+    assert_eq!(next_a, n, "every line of a");
+    assert!(last_b.is_some(), "some lines of b came while from named it");
+}
+
+/// Long lines of the numbered workload in [`reload_routes_while_streaming`].
+const RELOAD_LONG: usize = 3000;
+
+/// Inputs `a` and `b` and a `block` `{line}` subscriber `sa` of `a`, read by
+/// `r`; a writer streams numbered lines into `a` (and, `with_b`, another
+/// writes `b:N` lines into `b`) while 20 reloads add `b` to `sa`'s `from`
+/// and take it away again. Returns the daemon, the reader, and how many
+/// lines were written into `a`.
+fn reload_routes_while_streaming(with_b: bool) -> (Daemon, Cat, usize) {
     let config = |both: bool| {
         let from = if both { r#""a", "b""# } else { r#""a""# };
         format!(
@@ -977,13 +969,15 @@ fn lines_of_another_input_wait_for_an_owed_line_and_never_cut_into_it() {
     let r = Cat::on(&d, "sa", "r");
     d.attach("a", &[&r]);
     let stop = Arc::new(AtomicBool::new(false));
-    let (mut wa, mut wb) = (d.open_writer("a"), d.open_writer("b"));
+    let mut wa = d.open_writer("a");
     let writer_a = {
         let stop = stop.clone();
         thread::spawn(move || {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                let data = stream_of((i..i + 300).map(|n| numbered_line(n, LONG)));
+                // Bursts large enough that the daemon's reads come back
+                // full: the zero-copy path is taken, and tees end mid-line.
+                let data = stream_of((i..i + 300).map(|n| numbered_line(n, RELOAD_LONG)));
                 write_chunked(&mut wa, &data, CHUNK);
                 i += 300;
                 thread::sleep(Duration::from_millis(1));
@@ -991,8 +985,9 @@ fn lines_of_another_input_wait_for_an_owed_line_and_never_cut_into_it() {
             i
         })
     };
-    let writer_b = {
+    let writer_b = with_b.then(|| {
         let stop = stop.clone();
+        let mut wb = d.open_writer("b");
         thread::spawn(move || {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -1001,7 +996,7 @@ fn lines_of_another_input_wait_for_an_owed_line_and_never_cut_into_it() {
                 thread::sleep(Duration::from_millis(1));
             }
         })
-    };
+    });
     for k in 0..20 {
         thread::sleep(Duration::from_millis(100));
         d.rewrite_config(&config(k % 2 == 0));
@@ -1010,22 +1005,10 @@ fn lines_of_another_input_wait_for_an_owed_line_and_never_cut_into_it() {
     }
     stop.store(true, Ordering::Relaxed);
     let n = join_within(writer_a, TIMEOUT, "writer a");
-    join_within(writer_b, TIMEOUT, "writer b");
-    let lines = eventually_lines_of_a(&r, n);
-    let (mut next_a, mut last_b) = (0, None::<usize>);
-    for line in &lines {
-        if let Some(b) = line.strip_prefix(b"b:") {
-            let b: usize = std::str::from_utf8(b).unwrap().parse().unwrap();
-            assert!(last_b.is_none_or(|l| b > l), "b's lines out of order");
-            last_b = Some(b);
-            continue;
-        }
-        let got = known_number(line, LONG).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(got, next_a, "a's lines in order, each once");
-        next_a += 1;
+    if let Some(writer_b) = writer_b {
+        join_within(writer_b, TIMEOUT, "writer b");
     }
-    assert_eq!(next_a, n, "every line of a");
-    assert!(last_b.is_some(), "some lines of b came while from named it");
+    (d, r, n)
 }
 
 /// The data lines `r` received, once `n` lines not of `b` are among them
