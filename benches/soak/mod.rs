@@ -1205,16 +1205,7 @@ fn server_chaos(mut servers: Servers, sh: Arc<Shared>, seed: u64) -> Servers {
         if let Some(nats) = servers.nats.as_mut().filter(|_| now >= next_nats) {
             nats.kill();
             let down = Instant::now();
-            let pause = rng.millis(0, 2000);
-            nap(
-                if nats_first {
-                    Duration::from_secs(2)
-                } else {
-                    pause
-                },
-                &sh.stop,
-            );
-            nats_first = false;
+            nap(outage(&mut rng, &mut nats_first), &sh.stop);
             nats.restart();
             servers.nats_down += down.elapsed();
             servers.nats_kills += 1;
@@ -1226,16 +1217,7 @@ fn server_chaos(mut servers: Servers, sh: Arc<Shared>, seed: u64) -> Servers {
             if cut_torn_tail(&rsyslog.received_path()) {
                 servers.rsyslog_torn += 1;
             }
-            let pause = rng.millis(0, 2000);
-            nap(
-                if rsyslog_first {
-                    Duration::from_secs(2)
-                } else {
-                    pause
-                },
-                &sh.stop,
-            );
-            rsyslog_first = false;
+            nap(outage(&mut rng, &mut rsyslog_first), &sh.stop);
             rsyslog.restart();
             servers.rsyslog_down += down.elapsed();
             servers.rsyslog_kills += 1;
@@ -1243,6 +1225,16 @@ fn server_chaos(mut servers: Servers, sh: Arc<Shared>, seed: u64) -> Servers {
         }
     }
     servers
+}
+
+/// How long a killed server stays down: up to 2 s, and exactly 2 s the
+/// first time (`first` is then cleared).
+fn outage(rng: &mut Rng, first: &mut bool) -> Duration {
+    let pause = rng.millis(0, 2000);
+    match std::mem::take(first) {
+        true => Duration::from_secs(2),
+        false => pause,
+    }
 }
 
 /// rsyslogd writes its file in buffers that may end inside a line: killed,

@@ -181,22 +181,12 @@ impl FanOut {
             self.route_owed(world, input, routes, batch);
             return;
         }
-        self.lanes.begin();
-        let mut time: Option<String> = None;
         for &o in routes {
-            let output = &mut self.outputs[o];
-            if output.is_mirror() {
-                output.deliver(batch, world);
-                continue;
-            }
-            let (data, count) = self.lanes.data(output.lane(), batch, input, &mut time);
-            if count < batch.count {
-                output.count_filtered(batch.count - count);
-            }
-            if count > 0 {
-                output.offer(data, count, world);
+            if self.outputs[o].is_mirror() {
+                self.outputs[o].deliver(batch, world);
             }
         }
+        self.route_copies(world, input, routes, batch, |_, output| output.is_mirror());
     }
 
     /// [`FanOut::route`] while a subscriber owes the rest of a line: if this
@@ -214,7 +204,7 @@ impl FanOut {
             self.outputs[o].deliver(batch, world);
         }
         if owing.is_empty() {
-            self.route_copies(world, input, routes, batch, &mirrors);
+            self.route_copies(world, input, routes, batch, |o, _| mirrors.contains(&o));
         } else {
             let end = memchr::memchr(b'\n', batch.lines).map_or(batch.lines.len(), |i| i + 1);
             let (first, rest) = batch.lines.split_at(end);
@@ -230,13 +220,15 @@ impl FanOut {
                 truncated: batch.truncated,
             };
             let skip: Vec<usize> = mirrors.iter().chain(&owing).copied().collect();
-            self.route_copies(world, input, routes, &part(first, 1), &skip);
+            self.route_copies(world, input, routes, &part(first, 1), |o, _| {
+                skip.contains(&o)
+            });
             let rest = Batch {
                 tail: batch.tail,
                 streaming: batch.streaming,
                 ..part(rest, batch.count - 1)
             };
-            self.route_copies(world, input, routes, &rest, &mirrors);
+            self.route_copies(world, input, routes, &rest, |o, _| mirrors.contains(&o));
         }
         for (_, output) in &mut self.outputs {
             output.give_up_if_full(world);
@@ -244,23 +236,26 @@ impl FanOut {
         self.owing = self.outputs.iter().any(|(_, o)| o.owes_any());
     }
 
-    /// Hands `batch` to every output in `routes` but those in `skip`
-    /// through its lane.
+    /// Hands `batch` through its lane to every output in `routes` for which
+    /// `skip(key, output)` is false (mirrors are handed batches apart).
     fn route_copies(
         &mut self,
         world: &World,
         input: &str,
         routes: &[usize],
         batch: &Batch,
-        skip: &[usize],
+        skip: impl Fn(usize, &Output) -> bool,
     ) {
         if batch.count == 0 {
             return;
         }
         self.lanes.begin();
         let mut time: Option<String> = None;
-        for &o in routes.iter().filter(|o| !skip.contains(o)) {
+        for &o in routes {
             let output = &mut self.outputs[o];
+            if skip(o, output) {
+                continue;
+            }
             let (data, count) = self.lanes.data(output.lane(), batch, input, &mut time);
             if count < batch.count {
                 output.count_filtered(batch.count - count);

@@ -175,14 +175,13 @@ impl Subscriber {
                 self.owed = Some(a);
             }
         }
-        if self.owed.is_some_and(|a| !fed(a.pipe) || self.pipe_gone()) {
+        if self
+            .owed
+            .is_some_and(|a| !fed(a.pipe) || self.writer.is_none())
+        {
             self.end_line(world);
         }
         self.mirror = mirror;
-    }
-
-    fn pipe_gone(&self) -> bool {
-        self.writer.is_none()
     }
 
     /// True if it owes the rest of a line of the pipe `pipe`.
