@@ -101,6 +101,9 @@ impl Error {
         match self {
             Error::Usage(_) => 64,
             Error::Config(_) => 78,
+            // Running out of file descriptors is a limit, not an unsafe
+            // path: "anything else".
+            Error::Path { source, .. } if is_fd_limit(source) => 1,
             Error::Unsafe { .. } | Error::Path { .. } => 73,
             Error::Locked { .. } => 75,
             Error::Unavailable { .. } | Error::Busy { .. } => 69,
@@ -123,6 +126,14 @@ impl Error {
             source: source.into(),
         }
     }
+}
+
+/// True for `EMFILE` and `ENFILE`: the process or the system is out of
+/// file descriptors.
+fn is_fd_limit(err: &io::Error) -> bool {
+    [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
+        .iter()
+        .any(|e| err.raw_os_error() == Some(e.raw_os_error()))
 }
 
 /// Advice for the errors an administrator fixes outside the config.
