@@ -182,6 +182,11 @@ impl Outbox {
         (written, result)
     }
 
+    /// Lines queued, including a partly written one.
+    pub fn lines(&self) -> u64 {
+        count_lines(&self.buf[self.head..])
+    }
+
     /// Empties the queue, returning how many lines (including a partly
     /// written one) were in it.
     pub fn discard(&mut self) -> u64 {

@@ -4415,6 +4415,96 @@ fn something_else_at_the_control_socket_name_is_refused_untouched() {
     assert!(d.stderr().contains(".control"), "{}", d.stderr());
 }
 
+/// The `fifo_broker_lines_total{direction="out"}` sample of output `name`.
+fn prometheus_lines_out(d: &Daemon, name: &str) -> f64 {
+    let out = status_run(&d.setup, &["--prometheus"]);
+    out.assert_code(0, "status --prometheus");
+    let lines = out.stdout.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("exposition parses");
+    let sample = scrape.samples.iter().find(|s| {
+        s.metric == "fifo_broker_lines_total"
+            && s.labels.get("direction") == Some("out")
+            && s.labels.get("name") == Some(name)
+    });
+    match sample.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v)) => *v,
+        other => panic!(
+            "no lines_total counter for {name} ({other:?}) in:\n{}",
+            out.stdout
+        ),
+    }
+}
+
+#[test]
+fn prometheus_lines_out_never_goes_down_when_queued_lines_are_dropped_or_discarded() {
+    let d = Daemon::start(
+        "[inputs.alerts]\n\
+         [subscribers.stuck]\nfrom = [\"alerts\"]\nbuffer_bytes = 4096\nwhen_full = \"drop-oldest\"\n",
+    );
+    let stuck = SlowReader::start(&d.path("stuck"), 4096, Duration::ZERO);
+    d.attach("alerts", &[&stuck]);
+    stuck.pause();
+    let mut w = d.open_writer("alerts");
+    let mut last = 0.0;
+    let mut written = json_counter(&status_json(&d), "inputs", "alerts", "lines_in");
+    for round in 0..5 {
+        write_numbered(&mut w, &format!("round{round}-"), 20_000, 50);
+        written += 20_000;
+        let v = eventually(TIMEOUT, || {
+            let v = status_json(&d);
+            match json_counter(&v, "inputs", "alerts", "lines_in") {
+                n if n == written => Ok(v),
+                n => Err(format!("expected {written} lines in, got {n}")),
+            }
+        });
+        let (out, queued) = (
+            json_counter(&v, "outputs", "stuck", "lines_out"),
+            json_counter(&v, "outputs", "stuck", "queue_lines"),
+        );
+        assert!(queued > 0, "a stopped reader's queue holds lines: {v}");
+        assert!(json_counter(&v, "outputs", "stuck", "dropped") > 0, "{v}");
+        let counter = prometheus_lines_out(&d, "stuck");
+        assert_eq!(
+            counter,
+            (out - queued) as f64,
+            "delivered = lines_out - queue_lines: {v}"
+        );
+        assert!(
+            counter >= last,
+            "round {round}: the counter went from {last} to {counter}"
+        );
+        last = counter;
+    }
+    // The reader leaves: its queue is discarded, and what it was given
+    // stays counted.
+    drop(stuck);
+    let v = eventually(TIMEOUT, || {
+        let v = status_json(&d);
+        match json_counter(&v, "outputs", "stuck", "queue_lines") {
+            0 => Ok(v),
+            n => Err(format!("expected the queue discarded, {n} lines left: {v}")),
+        }
+    });
+    let counter = prometheus_lines_out(&d, "stuck");
+    assert_eq!(
+        counter, last,
+        "the discarded queue was never delivered: {v}"
+    );
+    assert_eq!(
+        json_counter(&v, "outputs", "stuck", "lines_out") as f64,
+        counter,
+        "with the queue gone, lines_out is what was delivered: {v}"
+    );
+    let books = ["lines_out", "dropped", "discarded"]
+        .map(|k| json_counter(&v, "outputs", "stuck", k))
+        .iter()
+        .sum::<u64>();
+    assert_eq!(
+        books, written,
+        "routed = lines_out + dropped + discarded: {v}"
+    );
+}
+
 #[test]
 fn status_prometheus_parses() {
     let d = Daemon::start(STATUS_CONFIG);

@@ -47,6 +47,7 @@ impl Broker {
                     filtered: s.filtered,
                     errors: s.errors,
                     queue_bytes: output.queue_bytes() as u64,
+                    queue_lines: output.queue_lines(),
                     buffer_bytes: output.buffer_bytes() as u64,
                 }
             })

@@ -404,6 +404,16 @@ impl Output {
         self.core().outbox.len() + held
     }
 
+    /// Lines accepted and not delivered yet: queued (a partly written one
+    /// included) or, for a forward, held by the protocol.
+    pub(crate) fn queue_lines(&self) -> u64 {
+        let held = match self {
+            Output::Forward(f) => f.held_lines(),
+            _ => 0,
+        };
+        self.core().outbox.lines() + held
+    }
+
     /// Its queue's capacity (`buffer_bytes`).
     pub(crate) fn buffer_bytes(&self) -> usize {
         self.core().outbox.capacity()

@@ -97,7 +97,7 @@ pub(crate) fn render(s: &Snapshot) -> String {
 
 /// Help of the two families with a `direction`.
 const LINES_HELP: &str =
-    "Lines read from an input (direction=\"in\") or accepted for an output (direction=\"out\").";
+    "Lines read from an input (direction=\"in\") or delivered by an output (direction=\"out\").";
 const BYTES_HELP: &str =
     "Bytes read from an input (direction=\"in\") or written by an output (direction=\"out\").";
 
@@ -111,7 +111,9 @@ fn inputs_and_outputs(out: &mut String, s: &Snapshot) {
             "fifo_broker_lines_total",
             LINES_HELP,
             |i| i.lines_in,
-            |o| o.lines_out,
+            // Delivered: never goes down, as a counter must (lines_out
+            // gives back queued lines that are dropped or discarded).
+            |o| o.lines_out.saturating_sub(o.queue_lines),
         ),
         (
             "fifo_broker_bytes_total",
@@ -149,7 +151,7 @@ fn inputs_and_outputs(out: &mut String, s: &Snapshot) {
 
 /// The families with a series per output only.
 fn outputs_only(out: &mut String, s: &Snapshot) {
-    let families: [(&'static str, &str, &str, OutField); 5] = [
+    let families: [(&'static str, &str, &str, OutField); 6] = [
         (
             "fifo_broker_dropped_lines_total",
             "counter",
@@ -173,6 +175,12 @@ fn outputs_only(out: &mut String, s: &Snapshot) {
             "gauge",
             "Bytes queued beyond the kernel.",
             |o| o.queue_bytes,
+        ),
+        (
+            "fifo_broker_queue_lines",
+            "gauge",
+            "Lines accepted and not delivered yet (queued, or awaiting a NATS PubAck).",
+            |o| o.queue_lines,
         ),
         (
             "fifo_broker_buffer_bytes",

@@ -405,6 +405,15 @@ impl Forward {
         }
     }
 
+    /// Lines taken from the queue and not delivered yet (as
+    /// [`Forward::held_bytes`]).
+    pub(crate) fn held_lines(&self) -> u64 {
+        match &self.proto {
+            Proto::Nats(session) => session.unacked(),
+            _ => self.wire.ends.len() as u64,
+        }
+    }
+
     /// Counts and logs the connection once it is up: at once for plain TCP,
     /// when the handshake is done for TLS.
     fn announce(&mut self) {

@@ -167,6 +167,11 @@ impl Session {
     }
 
     /// A stop gives up: how many lines were never acknowledged.
+    /// Messages awaiting their PubAck.
+    pub(super) fn unacked(&self) -> u64 {
+        self.unacked.len() as u64
+    }
+
     pub(super) fn abandon(&mut self) -> u64 {
         let n = self.unacked.len() as u64;
         self.unacked.clear();
