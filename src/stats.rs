@@ -2,8 +2,10 @@
 //! repeated warnings from flooding the log.
 //!
 //! Counters only ever go up (except `lines_out`, which gives back lines that
-//! were accepted into a queue and then discarded); they are read by SIGUSR1,
-//! at shutdown and for `STATUS=`.
+//! were accepted into a queue and then discarded; what is reported is
+//! `lines_out` less the lines still queued, the lines delivered, which never
+//! goes down: `Output::stats`); they are read by SIGUSR1, at shutdown, for
+//! `STATUS=` and by `status`.
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -493,9 +493,9 @@ impl Broker {
             n => format!(", {fwd_up}/{n} forwards connected"),
         };
         let lines_in: u64 = self.inputs.iter().map(|(_, i)| i.stats().lines_in).sum();
-        let sum = |f: fn(&crate::stats::OutputStats) -> u64| -> u64 {
-            outputs().map(|o| f(o.stats())).sum()
-        };
+        // Each output's counters once (its delivered lines count its queue).
+        let stats: Vec<_> = outputs().map(crate::output::Output::stats).collect();
+        let sum = |f: fn(&crate::stats::OutputStats) -> u64| -> u64 { stats.iter().map(f).sum() };
         let mut status = format!(
             "{} inputs, {attached}/{total} subscribers attached, {sinks} sinks{forwards}; \
              lines in {lines_in}, out {}, dropped {}, discarded {}, filtered {}",

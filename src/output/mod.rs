@@ -378,9 +378,14 @@ impl Output {
         self.core_mut().stats.filtered += lines;
     }
 
-    /// Its counters.
-    pub(crate) fn stats(&self) -> &OutputStats {
-        &self.core().stats
+    /// Its counters as reported (SIGUSR1, `STATUS=`, `status`):
+    /// `lines_out` counts the lines delivered, not those still queued (or,
+    /// for NATS, awaiting their PubAck; see [`queue_lines`](Self::queue_lines)),
+    /// so that it never goes down when a queue drops or is discarded.
+    pub(crate) fn stats(&self) -> OutputStats {
+        let mut stats = self.core().stats.clone();
+        stats.lines_out = stats.lines_out.saturating_sub(self.queue_lines());
+        stats
     }
 
     /// How its target is doing (whether it is also full is

@@ -67,10 +67,9 @@ pub(crate) struct OutputRow {
     pub(crate) kind: String,
     /// `attached`, `no reader`, `ok`, `retrying`, `full`, ...
     pub(crate) state: String,
-    /// Lines accepted for delivery (written or queued). It goes down when
-    /// queued lines are dropped or discarded, so that routed = lines_out +
-    /// dropped + discarded + filtered at every moment; lines_out -
-    /// queue_lines (delivered) never goes down.
+    /// Lines delivered (the kernel took them whole; for NATS, acknowledged):
+    /// never goes down. Routed = lines_out + queue_lines + dropped +
+    /// discarded + filtered at every moment.
     pub(crate) lines_out: u64,
     /// Bytes the kernel took.
     pub(crate) bytes_out: u64,
@@ -84,8 +83,8 @@ pub(crate) struct OutputRow {
     pub(crate) errors: u64,
     /// Bytes waiting in its queue.
     pub(crate) queue_bytes: u64,
-    /// Lines of `lines_out` not delivered yet (queued, or for a forward
-    /// held by the protocol: NATS messages awaiting their PubAck).
+    /// Lines accepted and not delivered yet (queued, or for a forward held
+    /// by the protocol: NATS messages awaiting their PubAck).
     #[serde(default)]
     pub(crate) queue_lines: u64,
     /// The queue's capacity.

@@ -111,9 +111,7 @@ fn inputs_and_outputs(out: &mut String, s: &Snapshot) {
             "fifo_broker_lines_total",
             LINES_HELP,
             |i| i.lines_in,
-            // Delivered: never goes down, as a counter must (lines_out
-            // gives back queued lines that are dropped or discarded).
-            |o| o.lines_out.saturating_sub(o.queue_lines),
+            |o| o.lines_out,
         ),
         (
             "fifo_broker_bytes_total",
