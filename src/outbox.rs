@@ -51,6 +51,14 @@ impl Outbox {
         self.policy = policy;
     }
 
+    /// The end of a stop that ran out of time: a `block` queue drops what
+    /// does not fit (`drop-newest`) instead of holding its inputs back.
+    pub fn give_up_blocking(&mut self) {
+        if self.policy == WhenFull::Block {
+            self.policy = WhenFull::DropNewest;
+        }
+    }
+
     /// Bytes waiting.
     pub fn len(&self) -> usize {
         self.buf.len() - self.head

@@ -19,8 +19,8 @@ use rustix::process::Signal;
 
 use util::{
     contains, count_newlines, data_lines, eventually, flush_with_markers, join_within,
-    open_fifo_writer, quote, require_root, sh, split_lines, text_lines, Cat, Daemon, Received,
-    Setup, SlowReader, TIMEOUT,
+    open_fifo_writer, quote, require_root, sh, split_lines, text_lines, Cat, Counters, Daemon,
+    Received, Setup, SlowReader, TIMEOUT,
 };
 
 // ---------------------------------------------------------------------------
@@ -2318,6 +2318,87 @@ fn twenty_reloads_under_load_lose_no_line() {
         written_at_hup,
         started.elapsed()
     );
+}
+
+#[test]
+fn stop_out_of_time_still_gives_the_sink_what_a_stuck_block_reader_held_back() {
+    let d = Daemon::start(
+        r#"shutdown_timeout = 0.3
+
+[inputs.alerts]
+
+[subscribers.stuck]
+from = ["alerts"]
+when_full = "block"
+buffer_bytes = 4096
+
+[sinks.raw]
+path = "raw.log"
+from = ["alerts"]
+format = "{line}"
+"#,
+    );
+    let stuck = SlowReader::start(&d.path("stuck"), 4096, Duration::ZERO);
+    d.attach("alerts", &[&stuck]);
+    stuck.pause();
+    let probes = d.counters().input("alerts", "lines_in");
+    // Write until the stuck reader's pipe, its queue and the input pipe are
+    // full and the daemon holds the writer back; every line written is in
+    // the input pipe or beyond.
+    let w = OpenOptions::new()
+        .write(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(d.path("alerts"))
+        .expect("opening the input");
+    let mut written = 0usize;
+    let mut idle_since = Instant::now();
+    while idle_since.elapsed() < Duration::from_millis(300) {
+        match (&w).write(format!("held-{written:07}\n").as_bytes()) {
+            Ok(13) => {
+                written += 1;
+                idle_since = Instant::now();
+            }
+            Ok(n) => panic!("a 13-byte write to a pipe is atomic, got {n}"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("writing: {e}"),
+        }
+        assert!(written < 1_000_000, "the daemon never held the writer back");
+    }
+    let c = d.counters();
+    assert!(
+        c.input("alerts", "lines_in") < probes + written as u64,
+        "precondition: lines wait in the input pipe behind the stuck reader:\n{c}"
+    );
+
+    d.signal(Signal::TERM);
+    d.assert_exit_code(0, "SIGTERM with a stuck block reader");
+    let sink = text_lines(&fs::read(d.log_path("raw.log")).unwrap_or_default());
+    let held: Vec<&String> = sink.iter().filter(|l| l.starts_with("held-")).collect();
+    assert_eq!(
+        held.len(),
+        written,
+        "every line written before the stop reaches the sink, even those a stuck \
+         `block` reader held back in the input pipe"
+    );
+    for (i, line) in held.iter().enumerate() {
+        assert_eq!(**line, format!("held-{i:07}"), "sink line {i}");
+    }
+    // The stuck subscriber's books still balance: what it did not get is
+    // dropped (read at the very end) or discarded (its queue at exit).
+    let c = Counters::parse(&d.stderr());
+    let lines_in = c.input("alerts", "lines_in");
+    assert_eq!(lines_in, probes + written as u64, "{c}");
+    let books = ["lines_out", "dropped", "discarded"]
+        .map(|k| c.subscriber("stuck", k))
+        .iter()
+        .sum::<u64>();
+    assert_eq!(
+        books, lines_in,
+        "stuck: lines_out + dropped + discarded = in:\n{c}"
+    );
+    drop(stuck);
 }
 
 #[test]

@@ -161,6 +161,14 @@ impl FanOut {
         routes.iter().all(|&o| self.outputs[o].is_drained())
     }
 
+    /// The end of a stop that ran out of time: no `block` output holds its
+    /// inputs back any more.
+    pub(super) fn give_up_blocking(&mut self) {
+        for (_, output) in &mut self.outputs {
+            output.give_up_blocking();
+        }
+    }
+
     /// True if nothing is queued anywhere.
     pub(super) fn is_drained(&self) -> bool {
         self.outputs.iter().all(|(_, o)| o.is_drained())

@@ -61,6 +61,11 @@ const READS_PER_TURN: usize = 16;
 /// one's event is handled first in the next turn; busy inputs go round).
 const BYTES_PER_TURN: usize = 32 * 1024;
 
+/// Turns of reading per input at the end of a stop: a full pipe of the
+/// largest size (`pipe-max-size`, 1 MiB by default) at [`BYTES_PER_TURN`]
+/// a turn, and then some.
+const LAST_READ_TURNS: usize = 64;
+
 fn input_token(key: usize) -> Token {
     Token(2 * key)
 }
@@ -431,13 +436,23 @@ impl Broker {
     /// The last of a stop: unterminated tails become lines, queues get a
     /// final flush, sinks are fsynced, the FIFOs that are still ours removed.
     fn finish(&mut self) {
-        // A last read of what writers wrote meanwhile; then the read ends
+        // Maybe out of time with a `block` output whose reader is stuck,
+        // holding its inputs back: what writers already wrote still goes to
+        // every output that can take it (a stuck reader must not cost the
+        // sinks their lines), and the stuck output drops its share.
+        self.fanout.give_up_blocking();
+        self.schedule.take();
+        // A last read of what writers wrote (a pipe's worth at most, so a
+        // writer that goes on cannot hold the stop); then the read ends
         // close at once, so a writer still there gets EPIPE now rather than
         // have its lines vanish with the pipe after the sinks' fsync.
         let keys: Vec<usize> = self.inputs.iter().map(|(key, _)| key).collect();
         for key in keys {
-            for _ in 0..4 {
+            for _ in 0..LAST_READ_TURNS {
                 self.read_input(key, READS_PER_TURN);
+                if !self.schedule.is_busy(key) {
+                    break;
+                }
             }
         }
         let registry = self.world.poll.registry();

@@ -394,6 +394,12 @@ impl Output {
         each!(self, o => o.state())
     }
 
+    /// The end of a stop that ran out of time: a `block` output no longer
+    /// holds its inputs back; what it cannot take is dropped.
+    pub(crate) fn give_up_blocking(&mut self) {
+        self.core_mut().outbox.give_up_blocking();
+    }
+
     /// True if a `block` output must hold its inputs back.
     pub(crate) fn is_full(&self) -> bool {
         self.core().outbox.is_full()
