@@ -5188,6 +5188,39 @@ fn pipe_bytes_above_the_limit_is_a_warning_at_startup_and_on_reload() {
     }
 }
 
+/// A reload that changes `pipe_bytes` resizes the pipes of attached
+/// subscribers too, not only those of the inputs and later readers.
+#[test]
+fn reload_changing_pipe_bytes_resizes_an_attached_subscribers_pipe() {
+    let config = |bytes: usize| {
+        format!("pipe_bytes = {bytes}\n[inputs.a]\n[subscribers.tail]\nfrom = [\"a\"]\n")
+    };
+    let mut d = Daemon::start(&config(262_144));
+    // The reader's end of the subscriber's pipe, to ask its size.
+    let reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(d.path("tail"))
+        .expect("opening the subscriber FIFO");
+    let size = || rustix::pipe::fcntl_getpipe_size(&reader).expect("F_GETPIPE_SZ");
+    eventually(TIMEOUT, || {
+        d.write("a", b"attach\n");
+        match size() {
+            262_144 => Ok(()),
+            n => Err(format!(
+                "expected the attached pipe at 262144 bytes, got {n}"
+            )),
+        }
+    });
+    for (n, bytes) in [(2, 65_536), (3, 131_072)] {
+        d.rewrite_config(&config(bytes));
+        d.signal(Signal::HUP);
+        d.wait_notify_n("READY=1", n, TIMEOUT);
+        assert_eq!(size(), bytes, "after the reload to pipe_bytes = {bytes}");
+    }
+    drop(reader);
+}
+
 /// `metrics_file` may not replace the daemon's own files: a FIFO (or any
 /// name in the FIFO directory), a sink's file or rotation, the config file.
 /// `--check` says so (73, naming the path) and the daemon does not start.

@@ -189,6 +189,16 @@ impl Subscriber {
         self.owed.is_some_and(|a| a.pipe == pipe)
     }
 
+    /// A reload changed `pipe_bytes`: the attached pipe takes the new size
+    /// (the kernel refuses a size smaller than what the pipe holds: it then
+    /// keeps its size until its next reader).
+    pub(crate) fn set_pipe_size(&mut self, bytes: usize) {
+        if let Some(fd) = &self.writer {
+            crate::fifodir::set_pipe_size(fd, bytes, &self.core.name);
+            self.pipe.size = PipeBudget::size_of(fd);
+        }
+    }
+
     /// True if it owes the rest of a line.
     pub(super) fn owes_any(&self) -> bool {
         self.owed.is_some()
