@@ -58,11 +58,9 @@ impl Broker {
             let key = match step {
                 Step::Keep(key) => {
                     outputs[key].reopen();
-                    if self.world.pipe_bytes != config.pipe_bytes {
-                        if let (Output::Subscriber(s), Some(bytes)) =
-                            (&mut outputs[key], config.pipe_bytes)
-                        {
-                            s.set_pipe_size(bytes);
+                    if let Some(bytes) = config.pipe_bytes {
+                        if self.world.pipe_bytes != config.pipe_bytes {
+                            outputs[key].set_pipe_size(bytes);
                         }
                     }
                     key

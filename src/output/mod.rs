@@ -394,6 +394,14 @@ impl Output {
         each!(self, o => o.state())
     }
 
+    /// A reload changed `pipe_bytes`: an attached subscriber's pipe takes
+    /// the new size (other kinds have no pipe).
+    pub(crate) fn set_pipe_size(&mut self, bytes: usize) {
+        if let Output::Subscriber(s) = self {
+            s.set_pipe_size(bytes);
+        }
+    }
+
     /// The end of a stop that ran out of time: a `block` output no longer
     /// holds its inputs back; what it cannot take is dropped.
     pub(crate) fn give_up_blocking(&mut self) {

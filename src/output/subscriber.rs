@@ -192,7 +192,7 @@ impl Subscriber {
     /// A reload changed `pipe_bytes`: the attached pipe takes the new size
     /// (the kernel refuses a size smaller than what the pipe holds: it then
     /// keeps its size until its next reader).
-    pub(crate) fn set_pipe_size(&mut self, bytes: usize) {
+    pub(super) fn set_pipe_size(&mut self, bytes: usize) {
         if let Some(fd) = &self.writer {
             crate::fifodir::set_pipe_size(fd, bytes, &self.core.name);
             self.pipe.size = PipeBudget::size_of(fd);
