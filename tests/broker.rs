@@ -4362,6 +4362,13 @@ fn json_counter(v: &serde_json::Value, list: &str, name: &str, key: &str) -> u64
         .unwrap_or_else(|| panic!("{list}.{name}.{key} is not a number in {v}"))
 }
 
+/// The sum of counters `keys` of output `name`.
+fn json_sum(v: &serde_json::Value, name: &str, keys: &[&str]) -> u64 {
+    keys.iter()
+        .map(|k| json_counter(v, "outputs", name, k))
+        .sum()
+}
+
 /// A connection to the daemon's control socket.
 fn control_connect(d: &Daemon) -> std::os::unix::net::UnixStream {
     std::os::unix::net::UnixStream::connect(d.path(".control")).expect("connecting to .control")
@@ -4551,10 +4558,11 @@ fn lines_out_counts_delivered_lines_and_never_goes_down_when_queued_lines_are_dr
             "a stopped reader's queue holds lines: {v}"
         );
         assert!(json_counter(&v, "outputs", "stuck", "dropped") > 0, "{v}");
-        let books = ["lines_out", "queue_lines", "dropped", "discarded"]
-            .map(|k| json_counter(&v, "outputs", "stuck", k))
-            .iter()
-            .sum::<u64>();
+        let books = json_sum(
+            &v,
+            "stuck",
+            &["lines_out", "queue_lines", "dropped", "discarded"],
+        );
         assert_eq!(
             books, written,
             "routed = lines_out + queue_lines + dropped + discarded: {v}"
@@ -4587,10 +4595,7 @@ fn lines_out_counts_delivered_lines_and_never_goes_down_when_queued_lines_are_dr
         counter,
         "with the queue gone, lines_out is what was delivered: {v}"
     );
-    let books = ["lines_out", "dropped", "discarded"]
-        .map(|k| json_counter(&v, "outputs", "stuck", k))
-        .iter()
-        .sum::<u64>();
+    let books = json_sum(&v, "stuck", &["lines_out", "dropped", "discarded"]);
     assert_eq!(
         books, written,
         "routed = lines_out + dropped + discarded: {v}"
