@@ -166,12 +166,12 @@ impl Session {
         self.acked = old.acked;
     }
 
-    /// A stop gives up: how many lines were never acknowledged.
     /// Messages awaiting their PubAck.
     pub(super) fn unacked(&self) -> u64 {
         self.unacked.len() as u64
     }
 
+    /// A stop gives up: how many lines were never acknowledged.
     pub(super) fn abandon(&mut self) -> u64 {
         let n = self.unacked.len() as u64;
         self.unacked.clear();
