@@ -549,6 +549,18 @@ fn read_size(pipe_size: usize) -> usize {
     (pipe_size / 2).clamp(MIN_READ, 8 << 20)
 }
 
+/// True if no line of `lines` (which ends with `\n`, or is empty) is longer
+/// than `max` bytes, as far as a few searches can tell: every aligned block
+/// of `max / 2 + 1` bytes holds a `\n`. A longer line would be a run of at
+/// least `max + 1` bytes without one, and such a run covers a whole block.
+/// False may also mean "could not tell" (lines between half the limit and
+/// the limit): the careful path then frames them.
+fn lines_fit(lines: &[u8], max: usize) -> bool {
+    lines
+        .chunks(max / 2 + 1)
+        .all(|block| memchr::memchr(b'\n', block).is_some())
+}
+
 /// Splits bytes into lines, truncating those longer than the limit.
 #[derive(Debug, Default)]
 pub(crate) struct Framer {
@@ -582,26 +594,16 @@ impl Framer {
     ) -> Framed<'a> {
         if !self.skipping {
             let end = memchr::memrchr(b'\n', data).map_or(0, |i| i + 1);
-            if data.len() - end <= max {
-                let mut count = 0;
-                let mut start = 0;
-                let mut fits = true;
-                for newline in memchr::memchr_iter(b'\n', &data[..end]) {
-                    if newline - start > max {
-                        fits = false;
-                        break;
-                    }
-                    count += 1;
-                    start = newline + 1;
-                }
-                if fits {
-                    return Framed {
-                        lines: &data[..end],
-                        count,
-                        truncated: 0,
-                        tail: &data[end..],
-                    };
-                }
+            let (lines, tail) = data.split_at(end);
+            if tail.len() <= max && lines_fit(lines, max) {
+                // Counted, not searched line by line: `count` is a
+                // vectorised pass.
+                return Framed {
+                    lines,
+                    count: memchr::memchr_iter(b'\n', lines).count() as u64,
+                    truncated: 0,
+                    tail,
+                };
             }
         }
         self.frame_slow(data, max, scratch)
@@ -715,6 +717,29 @@ mod tests {
         let (out, tail, count, truncated) = feed(&[b"123", b"4567", b"89", b"0\nnext\n"], 5);
         assert_eq!(out, b"12345\nnext\n");
         assert_eq!((tail.len(), count, truncated), (0, 2, 1));
+    }
+
+    #[test]
+    fn lines_fit_never_passes_a_line_over_the_limit() {
+        // Every sequence of three lines of 0..=9 bytes, at every limit:
+        // a "fits" answer is always right, and lines of at most half the
+        // limit always fit.
+        for max in 0..12 {
+            for lens in (0..1000).map(|n| [n % 10, n / 10 % 10, n / 100]) {
+                let mut lines = Vec::new();
+                for len in lens {
+                    lines.extend(std::iter::repeat_n(b'x', len));
+                    lines.push(b'\n');
+                }
+                let longest = *lens.iter().max().unwrap();
+                if lines_fit(&lines, max) {
+                    assert!(longest <= max, "max {max}, lines {lens:?}");
+                }
+                if longest <= max / 2 {
+                    assert!(lines_fit(&lines, max), "max {max}, lines {lens:?}");
+                }
+            }
+        }
     }
 
     #[test]
