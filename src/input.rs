@@ -271,6 +271,11 @@ impl Input {
         self.routes.retain(|&o| alive(o));
     }
 
+    /// What its pipes hold at most, in bytes.
+    pub(crate) fn capacity(&self) -> usize {
+        self.pipes.iter().map(|pipe| pipe.size).sum()
+    }
+
     /// Its counters.
     pub(crate) fn stats(&self) -> &InputStats {
         &self.stats

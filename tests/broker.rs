@@ -1696,6 +1696,44 @@ format = "{line}"
     assert_numbered(&sub, "n", N, "attached subscriber after SIGTERM");
 }
 
+/// A writer that never stops cannot hold a stop: the last reads take what
+/// the pipe holds, then the read end closes and the writer gets EPIPE.
+#[test]
+fn sigterm_with_a_writer_that_never_stops_still_exits_promptly() {
+    let d = Daemon::start(
+        "[inputs.alerts]\n[sinks.raw]\npath = \"raw.log\"\nfrom = [\"alerts\"]\nformat = \"{line}\"\n",
+    );
+    let mut w = d.open_writer("alerts");
+    let flood = thread::spawn(move || {
+        let chunk = "flood line of some forty bytes or so...\n".repeat(1000);
+        let mut writes = 0u64;
+        while w.write_all(chunk.as_bytes()).is_ok() {
+            writes += 1;
+        }
+        writes
+    });
+    thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    d.signal(Signal::TERM);
+    let status = d.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "a flooding writer held the stop for {:?}",
+        signalled.elapsed()
+    );
+    let writes = join_within(flood, TIMEOUT, "the writer, which should get EPIPE");
+    assert!(writes > 0, "the writer wrote nothing");
+    let sink = fs::read(d.log_path("raw.log")).expect("reading the sink");
+    assert!(
+        sink.ends_with(b"\n")
+            && sink
+                .split(|&b| b == b'\n')
+                .all(|l| l.is_empty() || l == b"flood line of some forty bytes or so..."),
+        "the sink holds whole lines only"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Reload, watchdog, journal.
 

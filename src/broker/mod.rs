@@ -61,11 +61,6 @@ const READS_PER_TURN: usize = 16;
 /// one's event is handled first in the next turn; busy inputs go round).
 const BYTES_PER_TURN: usize = 32 * 1024;
 
-/// Turns of reading per input at the end of a stop: a full pipe of the
-/// largest size (`pipe-max-size`, 1 MiB by default) at [`BYTES_PER_TURN`]
-/// a turn, and then some.
-const LAST_READ_TURNS: usize = 64;
-
 fn input_token(key: usize) -> Token {
     Token(2 * key)
 }
@@ -442,17 +437,27 @@ impl Broker {
         // sinks their lines), and the stuck output drops its share.
         self.fanout.give_up_blocking();
         self.schedule.take();
-        // A last read of what writers wrote (a pipe's worth at most, so a
+        // A last read of what writers wrote (what the pipes hold, so a
         // writer that goes on cannot hold the stop); then the read ends
         // close at once, so a writer still there gets EPIPE now rather than
         // have its lines vanish with the pipe after the sinks' fsync.
         let keys: Vec<usize> = self.inputs.iter().map(|(key, _)| key).collect();
         for key in keys {
-            for _ in 0..LAST_READ_TURNS {
+            let Some(input) = self.inputs.get(key) else {
+                continue;
+            };
+            let (start, capacity) = (input.stats().bytes_in, input.capacity() as u64);
+            let mut before = start;
+            loop {
                 self.read_input(key, READS_PER_TURN);
-                if !self.schedule.is_busy(key) {
+                let Some(input) = self.inputs.get(key) else {
+                    break;
+                };
+                let now = input.stats().bytes_in;
+                if now == before || now - start >= capacity {
                     break;
                 }
+                before = now;
             }
         }
         let registry = self.world.poll.registry();
