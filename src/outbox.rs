@@ -198,7 +198,7 @@ impl Outbox {
     /// Empties the queue, returning how many lines (including a partly
     /// written one) were in it.
     pub fn discard(&mut self) -> u64 {
-        let lines = count_lines(&self.buf[self.head..]);
+        let lines = self.lines();
         self.clear_buffer();
         lines
     }

@@ -437,28 +437,12 @@ impl Broker {
         // sinks their lines), and the stuck output drops its share.
         self.fanout.give_up_blocking();
         self.schedule.take();
-        // A last read of what writers wrote (what the pipes hold, so a
-        // writer that goes on cannot hold the stop); then the read ends
-        // close at once, so a writer still there gets EPIPE now rather than
-        // have its lines vanish with the pipe after the sinks' fsync.
+        // A last read of what writers wrote; then the read ends close at
+        // once, so a writer still there gets EPIPE now rather than have its
+        // lines vanish with the pipe after the sinks' fsync.
         let keys: Vec<usize> = self.inputs.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let Some(input) = self.inputs.get(key) else {
-                continue;
-            };
-            let (start, capacity) = (input.stats().bytes_in, input.capacity() as u64);
-            let mut before = start;
-            loop {
-                self.read_input(key, READS_PER_TURN);
-                let Some(input) = self.inputs.get(key) else {
-                    break;
-                };
-                let now = input.stats().bytes_in;
-                if now == before || now - start >= capacity {
-                    break;
-                }
-                before = now;
-            }
+            self.read_last(key);
         }
         let registry = self.world.poll.registry();
         for (_, input) in &mut self.inputs {
@@ -483,6 +467,23 @@ impl Broker {
         self.log_counters();
         self.supervisor.report();
         log::info!("stopped");
+    }
+
+    /// The stop's last reads of input `key`: until nothing more comes, or
+    /// as much as its pipes hold (a writer that goes on cannot hold the
+    /// stop).
+    fn read_last(&mut self, key: usize) {
+        let bytes_in = |broker: &Broker| broker.inputs.get(key).map(|i| i.stats().bytes_in);
+        let (Some(start), Some(input)) = (bytes_in(self), self.inputs.get(key)) else {
+            return;
+        };
+        let capacity = input.capacity() as u64;
+        let mut before = start;
+        self.read_input(key, READS_PER_TURN);
+        while let Some(now) = bytes_in(self).filter(|&n| n != before && n - start < capacity) {
+            before = now;
+            self.read_input(key, READS_PER_TURN);
+        }
     }
 
     /// SIGUSR1 and shutdown: one line of counters per input and output.

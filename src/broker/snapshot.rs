@@ -30,7 +30,7 @@ impl Broker {
         let inputs: Vec<InputRow> = by_name.into_values().collect();
         let mut outputs: Vec<OutputRow> = (self.fanout.outputs().iter())
             .map(|(_, output)| {
-                let s = output.stats();
+                let (s, queue_lines) = output.stats_and_queue();
                 let state = if output.is_full() {
                     "full".to_string()
                 } else {
@@ -47,7 +47,7 @@ impl Broker {
                     filtered: s.filtered,
                     errors: s.errors,
                     queue_bytes: output.queue_bytes() as u64,
-                    queue_lines: output.queue_lines(),
+                    queue_lines,
                     buffer_bytes: output.buffer_bytes() as u64,
                 }
             })

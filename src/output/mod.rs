@@ -383,9 +383,16 @@ impl Output {
     /// for NATS, awaiting their PubAck; see [`queue_lines`](Self::queue_lines)),
     /// so that it never goes down when a queue drops or is discarded.
     pub(crate) fn stats(&self) -> OutputStats {
+        self.stats_and_queue().0
+    }
+
+    /// [`stats`](Self::stats) and [`queue_lines`](Self::queue_lines),
+    /// counting the queue once.
+    pub(crate) fn stats_and_queue(&self) -> (OutputStats, u64) {
+        let queued = self.queue_lines();
         let mut stats = self.core().stats.clone();
-        stats.lines_out = stats.lines_out.saturating_sub(self.queue_lines());
-        stats
+        stats.lines_out = stats.lines_out.saturating_sub(queued);
+        (stats, queued)
     }
 
     /// How its target is doing (whether it is also full is
