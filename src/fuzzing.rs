@@ -214,53 +214,9 @@ pub fn outbox(data: &[u8]) {
         match op % 8 {
             // A batch of lines, and how much the kernel takes of it if
             // nothing is queued.
-            0..=3 => {
-                let lines = usize::from(op >> 3) % 6 + 1;
-                let mut batch = Vec::new();
-                for _ in 0..lines {
-                    let line = model.new_line(usize::from(bytes.byte() % 24));
-                    batch.extend_from_slice(&line);
-                }
-                let before = q.len();
-                let was_empty = q.is_empty();
-                let mut continues = false;
-                let rest = if was_empty {
-                    let n = usize::from(bytes.byte()).min(batch.len());
-                    model.receive(&batch[..n]);
-                    continues = n > 0 && batch[n - 1] != b'\n';
-                    &batch[n..]
-                } else {
-                    &batch[..]
-                };
-                model.dropped += q.push(rest, continues);
-                let after = q.len();
-                match policy_now {
-                    WhenFull::Block => assert_eq!(after, before + rest.len(), "block dropped"),
-                    WhenFull::DropNewest => assert!(
-                        after <= capacity.max(before) || (was_empty && count_lines(rest) >= 1),
-                        "drop-newest grew the queue to {after} (capacity {capacity})"
-                    ),
-                    WhenFull::DropOldest => {}
-                }
-            }
+            0..=3 => offer_lines(&mut bytes, op, &mut q, &mut model, policy_now, capacity),
             // The kernel takes some bytes per write, then would block.
-            4 | 5 => {
-                let step = usize::from(bytes.byte() % 16);
-                let mut writes = usize::from(bytes.byte() % 4) + 1;
-                let mut got = Vec::new();
-                let (written, result) = q.flush(|b| {
-                    if writes == 0 {
-                        return Err(io::ErrorKind::WouldBlock.into());
-                    }
-                    writes -= 1;
-                    let n = step.min(b.len());
-                    got.extend_from_slice(&b[..n]);
-                    Ok(n)
-                });
-                assert!(result.is_ok());
-                assert_eq!(written, got.len());
-                model.receive(&got);
-            }
+            4 | 5 => flush_some(&mut bytes, &mut q, &mut model),
             // The reader leaves: the queue is thrown away.
             6 => {
                 model.discarded += q.discard();
@@ -286,6 +242,64 @@ pub fn outbox(data: &[u8]) {
     model.receive(&got);
     model.check(&q);
     assert!(model.partial.is_empty(), "a torn line at the end");
+}
+
+/// Offers a batch of 1..=6 new lines as `Output::offer` does: the kernel
+/// takes a prefix if nothing is queued, the outbox queues the rest.
+fn offer_lines(
+    bytes: &mut Bytes,
+    op: u8,
+    q: &mut Outbox,
+    model: &mut OutboxModel,
+    policy_now: WhenFull,
+    capacity: usize,
+) {
+    let lines = usize::from(op >> 3) % 6 + 1;
+    let mut batch = Vec::new();
+    for _ in 0..lines {
+        let line = model.new_line(usize::from(bytes.byte() % 24));
+        batch.extend_from_slice(&line);
+    }
+    let before = q.len();
+    let was_empty = q.is_empty();
+    let mut continues = false;
+    let rest = if was_empty {
+        let n = usize::from(bytes.byte()).min(batch.len());
+        model.receive(&batch[..n]);
+        continues = n > 0 && batch[n - 1] != b'\n';
+        &batch[n..]
+    } else {
+        &batch[..]
+    };
+    model.dropped += q.push(rest, continues);
+    let after = q.len();
+    match policy_now {
+        WhenFull::Block => assert_eq!(after, before + rest.len(), "block dropped"),
+        WhenFull::DropNewest => assert!(
+            after <= capacity.max(before) || (was_empty && count_lines(rest) >= 1),
+            "drop-newest grew the queue to {after} (capacity {capacity})"
+        ),
+        WhenFull::DropOldest => {}
+    }
+}
+
+/// A flush where the kernel takes a few bytes per write, then would block.
+fn flush_some(bytes: &mut Bytes, q: &mut Outbox, model: &mut OutboxModel) {
+    let step = usize::from(bytes.byte() % 16);
+    let mut writes = usize::from(bytes.byte() % 4) + 1;
+    let mut got = Vec::new();
+    let (written, result) = q.flush(|b| {
+        if writes == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        writes -= 1;
+        let n = step.min(b.len());
+        got.extend_from_slice(&b[..n]);
+        Ok(n)
+    });
+    assert!(result.is_ok());
+    assert_eq!(written, got.len());
+    model.receive(&got);
 }
 
 /// What a reader of one outbox should see.

@@ -95,33 +95,26 @@ pub(crate) struct Common<'r> {
     pub(crate) exclude: &'r Option<Spanned<String>>,
 }
 
-impl RawSubscriber {
-    /// The keys every output has.
-    pub(crate) fn common(&self) -> Common<'_> {
-        Common {
-            from: &self.from,
-            format: &self.format,
-            buffer_bytes: &self.buffer_bytes,
-            when_full: &self.when_full,
-            matching: &self.matching,
-            exclude: &self.exclude,
+/// `common()` for the output tables whose shared keys have the same names.
+macro_rules! common_keys {
+    ($($raw:ty),+) => {$(
+        impl $raw {
+            /// The keys every output has.
+            pub(crate) fn common(&self) -> Common<'_> {
+                Common {
+                    from: &self.from,
+                    format: &self.format,
+                    buffer_bytes: &self.buffer_bytes,
+                    when_full: &self.when_full,
+                    matching: &self.matching,
+                    exclude: &self.exclude,
+                }
+            }
         }
-    }
+    )+};
 }
 
-impl RawSink {
-    /// The keys every output has.
-    pub(crate) fn common(&self) -> Common<'_> {
-        Common {
-            from: &self.from,
-            format: &self.format,
-            buffer_bytes: &self.buffer_bytes,
-            when_full: &self.when_full,
-            matching: &self.matching,
-            exclude: &self.exclude,
-        }
-    }
-}
+common_keys!(RawSubscriber, RawSink);
 
 /// `[forwards.NAME]`.
 #[derive(Deserialize)]
