@@ -5150,6 +5150,78 @@ fn status_watch_redraws_and_leaves_on_q() {
 }
 
 #[test]
+fn status_watch_in_a_terminal_fits_the_window_and_gives_the_terminal_back() {
+    use std::process::{Command, Stdio};
+    let Some(script) = util::servers::find_binary("script") else {
+        println!("SKIP status_watch_in_a_terminal: no script(1) (util-linux) for a pty");
+        return;
+    };
+    let d = Daemon::start(STATUS_CONFIG);
+    d.write("alerts", b"one\n");
+    // script(1) runs the watch on a pty of 60 columns and 6 rows; its
+    // standard input (a pipe here) reaches the pty, so `q` is a key press.
+    let inner = format!(
+        "stty cols 60 rows 6; exec {} status --watch --config {}",
+        env!("CARGO_BIN_EXE_fifo-broker"),
+        d.setup.config.display()
+    );
+    let mut child = Command::new(script)
+        .args(["-qfec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning script");
+    thread::sleep(Duration::from_millis(2500));
+    child.stdin.as_mut().unwrap().write_all(b"q").unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "status --watch did not leave on q"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(
+        status.success(),
+        "status --watch in a pty: {status:?}\n{out:?}"
+    );
+    assert!(
+        out.contains("\x1b[?25l") && out.ends_with("\x1b[?25h"),
+        "cursor hidden, then given back: {out:?}"
+    );
+    let screens: Vec<&str> = out.split("\x1b[H\x1b[2J").skip(1).collect();
+    assert!(screens.len() >= 2, "expected redraws: {out:?}");
+    for screen in &screens {
+        let screen = screen.trim_end_matches("\x1b[?25h");
+        let lines: Vec<&str> = screen.split('\n').collect();
+        assert!(lines.len() <= 6, "more rows than the window: {screen:?}");
+        for line in lines {
+            let line = line.trim_end_matches('\r');
+            assert!(
+                line.chars().count() <= 60,
+                "a line wider than the window: {line:?}"
+            );
+        }
+    }
+    assert!(
+        screens[1].contains("alerts") && screens[1].contains("IN/s"),
+        "{:?}",
+        screens[1]
+    );
+}
+
+#[test]
 fn control_socket_serves_16_clients_at_once_and_is_recreated_on_reload() {
     let d = Daemon::start("[inputs.alerts]\n");
     let silent: Vec<_> = (0..16).map(|_| control_connect(&d)).collect();

@@ -123,7 +123,8 @@ fn fetch(socket: &Path) -> Result<Snapshot> {
 fn draw(screen: &str, ansi: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let written = if ansi {
-        write!(out, "{CLEAR}{}", screen.replace('\n', "\r\n"))
+        let fitted = fit(screen, rustix::termios::tcgetwinsize(out.as_fd()).ok());
+        write!(out, "{CLEAR}{fitted}")
     } else {
         writeln!(out, "{screen}")
     };
@@ -133,6 +134,22 @@ fn draw(screen: &str, ansi: bool) -> Result<()> {
             context: "writing to standard output",
             source,
         })
+}
+
+/// Crops `screen` to the terminal, as `top` does: a line longer than the
+/// window would wrap and push the table off the screen. Lines end with
+/// `\r\n` (the terminal is not in canonical mode).
+fn fit(screen: &str, window: Option<rustix::termios::Winsize>) -> String {
+    let (cols, rows) = match window {
+        Some(w) if w.ws_col > 0 && w.ws_row > 0 => (usize::from(w.ws_col), usize::from(w.ws_row)),
+        _ => (usize::MAX, usize::MAX),
+    };
+    let lines: Vec<String> = screen
+        .lines()
+        .take(rows)
+        .map(|line| line.chars().take(cols).collect())
+        .collect();
+    lines.join("\r\n")
 }
 
 /// Standard input, read for keys.
@@ -182,5 +199,31 @@ impl Keys {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+    use rustix::termios::Winsize;
+
+    fn window(cols: u16, rows: u16) -> Option<Winsize> {
+        Some(Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        })
+    }
+
+    #[test]
+    fn the_screen_is_cropped_to_the_window_not_wrapped() {
+        let screen = "header line\nrow é one\nrow two\nrow three\n";
+        assert_eq!(fit(screen, window(5, 2)), "heade\r\nrow é");
+        assert_eq!(
+            fit(screen, None),
+            "header line\r\nrow é one\r\nrow two\r\nrow three"
+        );
+        assert_eq!(fit(screen, window(0, 0)), fit(screen, None));
     }
 }
