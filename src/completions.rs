@@ -30,7 +30,14 @@ pub(crate) fn print(shell: Shell, mut command: clap::Command) -> std::io::Result
 }
 
 /// In bash, the line after each `--instance)` / `-i)` case completes files.
+///
+/// Also mends the subcommands' `case` labels: clap_complete 4.6 spells the
+/// state `fifo__broker__subcmd__status` where it is set but
+/// `fifo__subcmd__broker__subcmd__status` where it is matched (it takes the
+/// `__` it made of the name's `-` for a subcommand separator), so without
+/// this nothing after `fifo-broker status` would complete.
 fn bash(script: &str) -> String {
+    let script = script.replace("fifo__subcmd__broker__subcmd__", "fifo__broker__subcmd__");
     let mut out = String::with_capacity(script.len());
     let mut instance_case = false;
     for line in script.lines() {

@@ -4847,6 +4847,82 @@ fn completions_and_usage_errors() {
     }
 }
 
+/// What bash's completion offers for the words `line` (the last one is the
+/// word being completed), with the script `completions bash` prints,
+/// run in `cwd`.
+fn bash_completes(script: &Path, cwd: &Path, line: &[&str]) -> Vec<String> {
+    let words: Vec<String> = line.iter().map(|w| format!("'{w}'")).collect();
+    let cur = line[line.len() - 1];
+    let prev = line[line.len() - 2];
+    let program = format!(
+        "source '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={}\n_fifo__broker fifo-broker '{cur}' '{prev}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script.display(),
+        words.join(" "),
+        line.len() - 1
+    );
+    let out = std::process::Command::new("bash")
+        .arg("--norc")
+        .arg("-c")
+        .arg(program)
+        .current_dir(cwd)
+        .output()
+        .expect("running bash");
+    assert!(out.status.success(), "bash: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completion_completes_subcommands_and_their_options() {
+    if util::servers::find_binary("bash").is_none() {
+        println!("SKIP bash_completion: no bash");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("fifo-broker.bash");
+    let out = util::run_binary(&["completions", "bash"], TIMEOUT);
+    out.assert_code(0, "completions bash");
+    fs::write(&script, &out.stdout).unwrap();
+    fs::write(tmp.path().join("a-file-here"), "").unwrap();
+    let dir = tmp.path();
+    let top = bash_completes(&script, dir, &["fifo-broker", ""]);
+    assert!(
+        top.contains(&"status".to_owned()) && top.contains(&"--check".to_owned()),
+        "{top:?}"
+    );
+    let status = bash_completes(&script, dir, &["fifo-broker", "status", "--"]);
+    for option in [
+        "--json",
+        "--prometheus",
+        "--watch",
+        "--instance",
+        "--config",
+    ] {
+        assert!(
+            status.contains(&option.to_owned()),
+            "status -- offers {option}: {status:?}"
+        );
+    }
+    let shells = bash_completes(&script, dir, &["fifo-broker", "completions", ""]);
+    for shell in ["bash", "zsh", "fish"] {
+        assert!(
+            shells.contains(&shell.to_owned()),
+            "completions offers {shell}: {shells:?}"
+        );
+    }
+    // --instance takes names of /etc/fifo-broker/*.toml, never file names.
+    let instances = bash_completes(&script, dir, &["fifo-broker", "status", "--instance", ""]);
+    assert!(
+        !instances.contains(&"a-file-here".to_owned()),
+        "{instances:?}"
+    );
+    let config = bash_completes(&script, dir, &["fifo-broker", "status", "--config", "a-"]);
+    assert_eq!(config, ["a-file-here"], "--config completes file names");
+}
+
 /// Every entry under `root` with its type, mode, size and inode, sorted:
 /// compared before and after a `--check` that must change nothing.
 fn listing(root: &Path) -> Vec<String> {
