@@ -3893,6 +3893,41 @@ when_full = "block"
         let _ = fs::remove_file(&socket);
     }
 
+    /// While the journal is unreachable, sends are retried after the
+    /// backoff (0.1 s doubling), not on every batch; once it is back, the
+    /// queued lines arrive.
+    #[test]
+    fn journal_forward_backs_off_while_the_journal_is_away() {
+        let tmp = tmp();
+        let socket = tmp.path().join("journal.sock");
+        let d =
+            Setup::new("[inputs.alerts]\n[forwards.j]\nurl = \"journal\"\nfrom = [\"alerts\"]\n")
+                .env("FIFO_BROKER_JOURNAL_SOCKET", socket.to_str().unwrap())
+                .start();
+        let mut w = d.open_writer("alerts");
+        // 60 batches over about 1.2 s.
+        for i in 0..60 {
+            w.write_all(format!("line {i}\n").as_bytes()).unwrap();
+            thread::sleep(Duration::from_millis(20));
+        }
+        let errors = d.counters().get("forward", "j", "errors");
+        assert!(
+            (1..=6).contains(&errors),
+            "0.1 + 0.2 + 0.4 + 0.8 s: a handful of attempts in 1.2 s, not one per batch; errors={errors}"
+        );
+        let journal = UnixDatagram::bind(&socket).expect("binding the journal");
+        journal.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut buf = vec![0u8; 65536];
+        for i in 0..60 {
+            let n = journal.recv(&mut buf).expect("the queued lines arrive");
+            let entry = String::from_utf8_lossy(&buf[..n]);
+            assert!(
+                entry.starts_with(&format!("MESSAGE=line {i}\n")),
+                "{entry:?}"
+            );
+        }
+    }
+
     /// A fake journald: a datagram socket bound in `dir` whose reads time
     /// out after `TIMEOUT`.
     fn fake_journal(dir: &std::path::Path) -> (std::path::PathBuf, UnixDatagram) {
@@ -4181,6 +4216,119 @@ from = ["app"]
         let rss = rss_kib(d.pid());
         assert!(rss < 64 * 1024, "RSS {rss} KiB after a 100 MiB INFO");
         d.assert_running("after a hostile server");
+    }
+
+    /// A server that floods PINGs and never reads: each PING asks for a
+    /// PONG, but one unsent PONG answers them all, so the daemon's memory
+    /// stays flat and its other outputs keep being served.
+    #[test]
+    fn nats_server_flooding_pings_without_reading_cannot_grow_the_daemon() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
+        let port = listener.local_addr().unwrap().port();
+        let d = Daemon::start(&format!(
+            r#"
+[inputs.app]
+
+[subscribers."app.tail"]
+from = ["app"]
+
+[forwards.js]
+url = "nats://127.0.0.1:{port}"
+subject = "logs.{{input}}"
+from = ["app"]
+"#
+        ));
+        let mut fake = FakeNats::accept(&listener);
+        fake.read_for(Duration::from_millis(500));
+        assert!(
+            fake.ponged,
+            "the handshake reached its PING: {:?}",
+            String::from_utf8_lossy(&fake.got)
+        );
+        let rss_before = rss_kib(d.pid());
+        let flood = thread::spawn(move || {
+            let pings = b"PING\r\n".repeat(1 << 16);
+            let until = Instant::now() + Duration::from_secs(4);
+            let mut sent = 0usize;
+            while Instant::now() < until {
+                match fake.conn.write_all(&pings) {
+                    Ok(()) => sent += pings.len(),
+                    Err(_) => break,
+                }
+            }
+            (sent, fake)
+        });
+        let r = super::util::Cat::on(&d, "app.tail", "r");
+        d.attach("app", &[&r]);
+        d.write("app", b"delivered during the flood\n");
+        eventually(TIMEOUT, || {
+            match super::contains(&super::Received::bytes(&r), b"delivered during the flood") {
+                true => Ok(()),
+                false => Err("the subscriber got nothing during the flood".to_string()),
+            }
+        });
+        let (sent, _fake) = join_within(flood, Duration::from_secs(30), "ping flood");
+        let rss = rss_kib(d.pid());
+        println!(
+            "PING flood: {} MiB sent; RSS {rss_before} -> {rss} KiB",
+            sent >> 20
+        );
+        assert!(
+            sent > 64 << 20,
+            "the flood was too small to show anything: {sent} bytes"
+        );
+        assert!(
+            rss < rss_before + 16 * 1024,
+            "RSS grew from {rss_before} to {rss} KiB"
+        );
+        d.assert_running("after a PING flood");
+    }
+
+    /// The server's `max_payload` counts the `Nats-Msg-Id` header too: a
+    /// line that fits alone but not with its header is dropped and counted,
+    /// never sent (the server would close the connection on it, and the
+    /// re-send after every reconnect would jam the forward).
+    #[test]
+    fn nats_line_that_fits_max_payload_only_without_its_header_is_dropped_not_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
+        let port = listener.local_addr().unwrap().port();
+        let d = Daemon::start(&format!(
+            r#"
+[inputs.app]
+
+[forwards.js]
+url = "nats://127.0.0.1:{port}"
+subject = "logs.app"
+from = ["app"]
+"#
+        ));
+        let (conn, _) = listener.accept().expect("the forward connects");
+        let mut fake = FakeNats {
+            conn,
+            got: Vec::new(),
+            ponged: false,
+        };
+        fake.conn
+            .write_all(b"INFO {\"server_id\":\"fake\",\"max_payload\":1024,\"headers\":true}\r\n")
+            .unwrap();
+        fake.conn
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        fake.read_for(Duration::from_millis(300));
+        let long = "x".repeat(1000);
+        d.write("app", format!("{long}\nafter\n").as_bytes());
+        let until = Instant::now() + TIMEOUT;
+        while !super::contains(&fake.got, b"after\r\n") && Instant::now() < until {
+            fake.read_for(Duration::from_millis(100));
+        }
+        let got = String::from_utf8_lossy(&fake.got);
+        assert!(got.contains("after\r\n"), "the next line is sent: {got}");
+        assert!(!got.contains(&long), "the oversized line went out: {got}");
+        let c = d.wait_counters("the oversized line counted", |c| {
+            c.get("forward", "js", "discarded") == 1
+        });
+        assert!(c.get("forward", "js", "errors") >= 1, "{c}");
+        assert!(d.stderr().contains("max_payload"), "{}", d.stderr());
     }
 
     /// One connection of a fake NATS server: it sent INFO, answers the

@@ -168,8 +168,11 @@ pub fn encode_ping(out: &mut Vec<u8>) {
 
 /// Appends `PONG\r\n` (the answer to the server's PING).
 pub fn encode_pong(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"PONG\r\n");
+    out.extend_from_slice(PONG);
 }
+
+/// The PONG a client answers a PING with.
+pub const PONG: &[u8] = b"PONG\r\n";
 
 /// Appends `SUB subject sid\r\n`.
 #[allow(dead_code)] // the decoder side: used by tests and the fuzz targets
@@ -284,6 +287,13 @@ impl Publisher {
         out.extend_from_slice(b"* ");
         push_decimal(out, sid);
         out.extend_from_slice(b"\r\n");
+    }
+
+    /// The most header bytes [`Publisher::encode_publish`] puts before a
+    /// payload (`NATS/1.0`, the `Nats-Msg-Id` of the longest `seq`):
+    /// the server's `max_payload` counts headers and payload together.
+    pub fn max_header_len(&self) -> usize {
+        b"NATS/1.0\r\nNats-Msg-Id: ".len() + self.id_prefix.len() + 20 + b"\r\n\r\n".len()
     }
 
     /// Appends the HPUB of message `seq`: reply `_INBOX.<token>.<seq>`,

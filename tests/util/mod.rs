@@ -526,6 +526,7 @@ impl Daemon {
                 l.starts_with("[inputs.")
                     || l.starts_with("[subscribers.")
                     || l.starts_with("[sinks.")
+                    || l.starts_with("[forwards.")
             })
             .count()
     }

@@ -42,13 +42,16 @@ use stream::Stream;
 /// First reconnect delay; doubles up to the maximum.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A connection that lived this long resets the backoff when it fails.
+/// A connection that was up (handshakes done) this long resets the
+/// backoff when it fails.
 const HEALTHY: Duration = Duration::from_secs(1);
 /// How often a name being resolved is checked on, and for how long.
 const RESOLVE_POLL: Duration = Duration::from_millis(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connect may take, and then a TLS or NATS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reads of a server's replies per event (16 KiB each).
+const MAX_READS: usize = 64;
 /// Encoded bytes prepared for the socket at once.
 const WIRE_BATCH: usize = 256 * 1024;
 
@@ -70,8 +73,11 @@ pub(crate) struct Forward {
     retry_at: Option<Instant>,
     /// The next reconnect delay.
     backoff: Duration,
-    /// When the current connection was made.
+    /// When the current connection was up (handshakes done): the backoff
+    /// resets if it fails after `HEALTHY`.
     up_since: Option<Instant>,
+    /// When the TCP connection in `link` was made (handshake deadlines).
+    linked_at: Instant,
     /// Connections made and lost.
     connects: u64,
     disconnects: u64,
@@ -80,6 +86,9 @@ pub(crate) struct Forward {
     announced: bool,
     /// The interest the socket is registered with, if it is.
     interest: Option<Interest>,
+    /// The server's replies were not all read (`MAX_READS`): read on at
+    /// the next turn, without waiting for an event.
+    read_more: bool,
 }
 
 /// The protocol a forward speaks.
@@ -215,10 +224,12 @@ impl Forward {
             retry_at: None,
             backoff: FIRST_BACKOFF,
             up_since: None,
+            linked_at: Instant::now(),
             connects: 0,
             disconnects: 0,
             announced: false,
             interest: None,
+            read_more: false,
         })
     }
 
@@ -231,6 +242,9 @@ impl Forward {
     /// reads replies, writes queued records.
     fn drive(&mut self, world: &World) {
         if let Proto::Journal(journal) = &mut self.proto {
+            if self.retry_at.is_some_and(|at| at > Instant::now()) {
+                return; // backing off after a failed send
+            }
             let result = journal.send(&mut self.core, world);
             self.settle(result, world);
             return;
@@ -376,7 +390,8 @@ impl Forward {
             _ => Stream::Plain(sock),
         };
         self.link = Link::Up(stream);
-        self.up_since = Some(Instant::now());
+        self.up_since = None;
+        self.linked_at = Instant::now();
         self.announced = false;
         self.announce();
         if let Proto::Nats(session) = &mut self.proto {
@@ -424,6 +439,7 @@ impl Forward {
             return;
         }
         self.announced = true;
+        self.up_since = Some(Instant::now());
         self.connects += 1;
         log::info!("forward {}: connected to {}", self.core.name, self.endpoint);
     }
@@ -473,14 +489,21 @@ impl Forward {
     /// closes the connection).
     fn read_replies(&mut self) -> Result<(), String> {
         let mut buf = [0u8; 16 * 1024];
-        loop {
+        // A server's replies to a window of messages fit in a few reads; one
+        // that floods is read on its next event, not until it stops.
+        self.read_more = true;
+        for _ in 0..MAX_READS {
             let Link::Up(stream) = &mut self.link else {
+                self.read_more = false;
                 return Ok(());
             };
             let n = match stream.read(&mut buf) {
                 Ok(0) => return Err(format!("{} closed the connection", self.endpoint)),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_more = false;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(format!("read from {}: {e}", self.endpoint)),
             };
@@ -496,6 +519,7 @@ impl Forward {
                 self.upgrade_tls()?;
             }
         }
+        Ok(())
     }
 
     /// NATS with TLS: the server's INFO came in the clear; the rest is TLS.
@@ -527,16 +551,23 @@ impl Forward {
     /// A failure: close, count, log, and reconnect after the backoff.
     fn fail(&mut self, reason: &str, world: &World) {
         self.core.stats.errors += 1;
+        self.read_more = false;
         self.unwatch(world);
         let was_up = matches!(self.link, Link::Up(_));
         self.link = Link::Down;
         if was_up {
             self.disconnects += 1;
         }
+        // Healthy: up (TLS handshake done; for NATS, the session ready)
+        // for a while. A server that stalls handshakes still backs off.
+        let ready = match &self.proto {
+            Proto::Nats(session) => session.is_ready(),
+            _ => true,
+        };
         if self
             .up_since
             .take()
-            .is_some_and(|at| at.elapsed() >= HEALTHY)
+            .is_some_and(|at| ready && at.elapsed() >= HEALTHY)
         {
             self.backoff = FIRST_BACKOFF;
         }
@@ -618,10 +649,7 @@ impl Forward {
                     Proto::Nats(session) => !session.is_ready(),
                     _ => stream.is_handshaking(),
                 };
-                let handshake = self
-                    .up_since
-                    .filter(|_| shaking)
-                    .map(|at| at + CONNECT_TIMEOUT);
+                let handshake = shaking.then_some(self.linked_at + CONNECT_TIMEOUT);
                 let ack = match &self.proto {
                     Proto::Nats(session) => session.ack_deadline(),
                     _ => None,
@@ -698,7 +726,14 @@ impl Target for Forward {
     }
 
     fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
+        if self.read_more {
+            return Some(Instant::now());
+        }
+        let accept_by = match &self.link {
+            Link::Up(stream) => stream.accept_by(),
+            _ => None,
+        };
+        self.retry_at.into_iter().chain(accept_by).min()
     }
 
     fn state(&self) -> State {

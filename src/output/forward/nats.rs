@@ -22,7 +22,7 @@ use super::{split_record, Wire};
 use crate::config::ForwardConfig;
 use crate::forward::nats::{
     encode_connect, encode_ping, encode_pong, parse, parse_ack, parse_info, printable, AckResult,
-    Auth, Connect, Creds, Publisher, ServerOp, MAX_INFO_LINE, MAX_PAYLOAD,
+    Auth, Connect, Creds, Publisher, ServerOp, MAX_INFO_LINE, MAX_PAYLOAD, PONG,
 };
 use crate::forward::url::{Endpoint, UrlAuth};
 use crate::output::Core;
@@ -211,6 +211,10 @@ impl Session {
         match op {
             ServerOp::Info(json) if self.phase == Phase::Info => return self.hello(json, wire),
             ServerOp::Info(_) | ServerOp::Ok => {}
+            // One unsent PONG answers any number of PINGs (the server
+            // only counts PINGs not answered since the last PONG), so a
+            // server that sends PINGs and never reads cannot grow `wire`.
+            ServerOp::Ping if wire.pending().ends_with(PONG) => {}
             ServerOp::Ping => encode_pong(wire.buf()),
             ServerOp::Pong if self.phase == Phase::Pong => {
                 self.phase = Phase::Ready;
@@ -315,7 +319,8 @@ impl Session {
                 }
                 used = end + 1;
                 let (_, _, line) = split_record(record);
-                if line.len() > self.max_payload {
+                let payload = line.len() - usize::from(line.ends_with(b"\n"));
+                if payload + self.publisher.max_header_len() > self.max_payload {
                     too_large += 1;
                     continue;
                 }

@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
@@ -27,7 +28,14 @@ pub(super) enum Stream {
 pub(super) struct TlsStream {
     sock: TcpStream,
     tls: ClientConnection,
+    /// Once the handshake is done: until when to wait for the server's
+    /// word that it accepted it (see [`TlsStream::accepted`]).
+    accept_by: Option<Instant>,
 }
+
+/// How long a TLS 1.3 client waits for a session ticket before it takes
+/// the server's silence for acceptance.
+const ACCEPT_WAIT: Duration = Duration::from_secs(1);
 
 impl Stream {
     /// Starts TLS on a connected socket (the handshake goes on as the
@@ -36,7 +44,11 @@ impl Stream {
         let mut tls = ClientConnection::new(setup.config.clone(), setup.server_name.clone())
             .map_err(io::Error::other)?;
         tls.set_buffer_limit(Some(TLS_BUFFER));
-        Ok(Stream::Tls(Box::new(TlsStream { sock, tls })))
+        Ok(Stream::Tls(Box::new(TlsStream {
+            sock,
+            tls,
+            accept_by: None,
+        })))
     }
 
     /// The socket, to register it.
@@ -65,7 +77,7 @@ impl Stream {
             Stream::Plain(sock) => sock.write(data),
             Stream::Tls(t) => {
                 t.send_tls()?;
-                if t.tls.is_handshaking() || t.tls.wants_write() {
+                if t.tls.is_handshaking() || t.tls.wants_write() || !t.accepted() {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 let n = t.tls.writer().write(data)?;
@@ -94,11 +106,21 @@ impl Stream {
         }
     }
 
-    /// True while a TLS handshake is under way.
+    /// True while a TLS handshake is under way (until the server accepted
+    /// it, see [`TlsStream::accepted`]).
     pub(super) fn is_handshaking(&self) -> bool {
         match self {
             Stream::Plain(_) => false,
-            Stream::Tls(t) => t.tls.is_handshaking(),
+            Stream::Tls(t) => t.tls.is_handshaking() || t.accept_by.is_none_or(|by| !t.sure(by)),
+        }
+    }
+
+    /// When a handshake that is done on our side will be taken as
+    /// accepted without the server's word (a timer to come back at).
+    pub(super) fn accept_by(&self) -> Option<Instant> {
+        match self {
+            Stream::Tls(t) if !t.tls.is_handshaking() => t.accept_by.filter(|&by| !t.sure(by)),
+            _ => None,
         }
     }
 
@@ -112,6 +134,29 @@ impl Stream {
 }
 
 impl TlsStream {
+    /// True once the server accepted the handshake. In TLS 1.3 the client
+    /// is done before the server has checked the client's certificate: a
+    /// server that refuses it says so only after the client sent its first
+    /// records, which would be lost. So application data waits for the
+    /// server's first session ticket (sent once it accepted), or
+    /// `ACCEPT_WAIT` for a server that sends none. TLS 1.2 servers check
+    /// before they finish, so their handshake's end is enough.
+    fn accepted(&mut self) -> bool {
+        if self.tls.is_handshaking() {
+            return false;
+        }
+        let by = *self
+            .accept_by
+            .get_or_insert_with(|| Instant::now() + ACCEPT_WAIT);
+        self.sure(by)
+    }
+
+    fn sure(&self, by: Instant) -> bool {
+        self.tls.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3)
+            || self.tls.tls13_tickets_received() > 0
+            || Instant::now() >= by
+    }
+
     fn send_tls(&mut self) -> io::Result<()> {
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.sock) {
@@ -134,7 +179,8 @@ impl TlsStream {
                 Ok(0) => return Ok(0),
                 Ok(_) => {
                     let state = self.tls.process_new_packets();
-                    // Alerts the failure produced are worth sending.
+                    let _ = self.accepted(); // starts the wait when the handshake ends
+                                             // Alerts the failure produced are worth sending.
                     let _ = self.send_tls();
                     state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 }
