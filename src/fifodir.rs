@@ -246,13 +246,19 @@ impl AsFd for FifoDir {
 /// own: owned by another user, or writable by group or others.
 pub(crate) fn check_dir(path: &Path, stat: &rustix::fs::Stat) -> Result<()> {
     let me = rustix::process::geteuid().as_raw();
+    // A directory inside this one only if the daemon may create it there;
+    // else the directory it would use with no `dir` at all.
+    let suggestion = match rustix::fs::access(path, rustix::fs::Access::WRITE_OK) {
+        Ok(()) => path.join("fifo-broker"),
+        Err(_) => crate::config::Env::from_process().default_dir(),
+    };
     let own = |why: String| {
         Error::refuse(
             path,
             format!(
                 "{why}; refusing to use it: give the daemon a directory of its own (e.g. \
                  dir = \"{}\", which it creates)",
-                path.join("fifo-broker").display()
+                suggestion.display()
             ),
         )
     };

@@ -240,7 +240,7 @@ fn check_sink(path: &Path, config: &Config, env: &Env) -> Result<()> {
                 // above), so a sink there opens.
                 return Ok(());
             }
-            if !parent.starts_with(&config.log_dir) {
+            if !within(parent, &config.log_dir) {
                 return Err(missing_sink_dir(parent, path));
             }
             if made_by_systemd(&config.log_dir, &env.logs_directory) {
@@ -388,6 +388,14 @@ fn lstat(path: &Path) -> Result<Option<rustix::fs::Stat>> {
 
 /// `path` with `.` and `..` resolved by name (the directories need not
 /// exist yet).
+/// True if `dir` is `top` or below it without a `..` on the way: only
+/// such directories are the daemon's to create (a `..` may lead anywhere,
+/// through a symbolic link too).
+pub(crate) fn within(dir: &Path, top: &Path) -> bool {
+    use std::path::Component;
+    dir.starts_with(top) && !dir.components().any(|c| c == Component::ParentDir)
+}
+
 fn normal(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();

@@ -4534,6 +4534,12 @@ buffer_bytes = 8192
             let config = format!("[inputs.a]\n[forwards.f]\nfrom = [\"a\"]\n{body}\n");
             super::assert_config_error(&config, &[offending], "forwards.f");
         }
+        // A name that is not a bare key is quoted, as TOML writes it.
+        super::assert_config_error(
+            "[inputs.a]\n[forwards.\"c.d\"]\nfrom = [\"a\"]\nurl = \"http://x\"\n",
+            &["url ="],
+            "forwards.\"c.d\".url: ",
+        );
     }
 }
 
@@ -4690,6 +4696,39 @@ fn status_with_no_daemon_exits_69_naming_the_socket() {
         "stderr should name {}:\n{out}",
         socket.display()
     );
+}
+
+#[test]
+fn status_json_refuses_half_an_answer_with_69() {
+    let s = Setup::new("[inputs.a]\n");
+    fs::create_dir_all(&s.dir).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(s.dir.join(".control")).unwrap();
+    // A daemon that dies mid-answer: half a document, then the end.
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = [0u8; 64];
+        let _ = conn.read(&mut request);
+        let _ = conn.write_all(br#"{"pid":1234,"version":"0.1.0","inputs":[{"name":"a","lines"#);
+    });
+    let out = status_run(&s, &["--json"]);
+    join_within(server, TIMEOUT, "fake control socket");
+    out.assert_code(69, "status --json on a cut answer");
+    assert!(out.stdout.is_empty(), "nothing half-printed: {out}");
+    assert!(out.stderr.contains("not a status document"), "{out}");
+}
+
+#[test]
+fn status_finds_the_daemon_after_an_edit_broke_the_config() {
+    let mut d = Daemon::start("[inputs.a]\n");
+    d.rewrite_config("[inputs.a]\nbogus = 1\n");
+    let out = status_run(&d.setup, &["--json"]);
+    out.assert_code(0, "status with a config broken since the start");
+    assert!(
+        out.stderr.contains("bogus"),
+        "the config's error is shown: {out}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["pid"], d.pid(), "{out}");
 }
 
 #[test]
@@ -5191,6 +5230,17 @@ fn check_refuses_each_file_system_problem_with_73_changing_nothing() {
         &s.log_dir.join("archive.log"),
         "a directory at a sink's path",
     );
+
+    // A `..` leads out of log_dir: that directory is not the daemon's to make.
+    let s = Setup::new(
+        &CHECK_CONFIG.replace("path = \"archive.log\"", "path = \"../escaped/deep/x.log\""),
+    );
+    assert_check_73(
+        s.clone(),
+        &s.log_dir.join("../escaped/deep"),
+        "a sink's missing directory behind ..",
+    );
+    assert!(!s.root.join("escaped").exists());
 }
 
 #[test]

@@ -540,7 +540,7 @@ fn sink_dir(path: &Path, log_dir: &Path) -> Result<()> {
     if parent.exists() {
         return Ok(());
     }
-    if parent.starts_with(log_dir) {
+    if crate::preflight::within(parent, log_dir) {
         return crate::fifodir::create_dir(parent);
     }
     Err(crate::preflight::missing_sink_dir(parent, path))

@@ -227,6 +227,23 @@ pub fn load(file: &Path, env: &Env) -> Result<Config, ConfigError> {
     parse(file, &text, env)
 }
 
+/// The FIFO directory `file` names, read leniently: for `status` when the
+/// config no longer validates (an edit after the daemon loaded it), so that
+/// it still finds the running daemon. `None` if even `[broker] dir` cannot
+/// be read; the default directory if the file sets none.
+pub(crate) fn dir_of(file: &Path, env: &Env) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    match table.get("broker").and_then(|b| b.get("dir")) {
+        None => Some(env.default_dir()),
+        Some(toml::Value::String(dir)) if !dir.is_empty() => {
+            let base = file.parent().unwrap_or(Path::new("/"));
+            Some(base.join(dir))
+        }
+        Some(_) => None,
+    }
+}
+
 /// Validates config `text` read from `file`.
 pub(crate) fn parse(file: &Path, text: &str, env: &Env) -> Result<Config, ConfigError> {
     let at = locate::Locator { file, text };

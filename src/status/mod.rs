@@ -106,14 +106,15 @@ pub(crate) struct ControlRow {
 /// prints its answer in `format`.
 pub(crate) fn run(source: &Source, format: StatusFormat) -> Result<()> {
     // A config broken since the daemon loaded it must not hide the running
-    // daemon: ask it in the default directory, and say why.
+    // daemon: ask it in the directory the file still names (or the
+    // default one), and say why.
     let dir = match crate::config::load(&source.config, &source.env) {
         Ok(config) => config.dir,
         Err(err) => {
-            let dir = source.env.default_dir();
+            let dir = crate::config::dir_of(&source.config, &source.env)
+                .unwrap_or_else(|| source.env.default_dir());
             eprintln!(
-                "fifo-broker: warning: {err}\nfifo-broker: warning: asking the daemon in the \
-                 default directory {}",
+                "fifo-broker: warning: {err}\nfifo-broker: warning: asking the daemon in {}",
                 dir.display()
             );
             dir
@@ -125,7 +126,17 @@ pub(crate) fn run(source: &Source, format: StatusFormat) -> Result<()> {
     }
     let json = client::fetch(&socket)?;
     let text = match format {
-        StatusFormat::Json => String::from_utf8_lossy(&json).into_owned(),
+        // Printed as the daemon wrote it, once it is known to be whole (a
+        // daemon that died mid-answer leaves half a document).
+        StatusFormat::Json => match serde_json::from_slice::<serde_json::Value>(&json) {
+            Ok(_) => String::from_utf8_lossy(&json).into_owned(),
+            Err(e) => {
+                return Err(Error::Unavailable {
+                    socket,
+                    reason: format!("the answer is not a status document: {e}"),
+                })
+            }
+        },
         StatusFormat::Table | StatusFormat::Prometheus | StatusFormat::Watch => {
             let snapshot: Snapshot =
                 serde_json::from_slice(&json).map_err(|e| Error::Unavailable {

@@ -33,7 +33,7 @@ impl Validator<'_> {
         let mut outputs = Vec::new();
         for (name, forward) in raw {
             self.name(name, "forwards")?;
-            let key = format!("forwards.{}", name.get_ref());
+            let key = super::key("forwards", name.get_ref());
             let kind = OutputKind::Forward(Box::new(self.forward(&key, forward)?));
             let common = forward.common();
             let mut output = self.output(name, &key, kind, common, FORWARD_RECORD, inputs)?;
