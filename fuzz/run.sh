@@ -13,7 +13,7 @@ seconds=${1:-60}
 max=${CORPUS_MAX:-300}
 cd "$(dirname "$0")"
 cargo +nightly fuzz build -O
-for target in config framer format outbox nats syslog; do
+for target in config framer format outbox nats syslog syslog_encode; do
     echo "== $target: ${seconds}s"
     mkdir -p "regressions/$target"
     cargo +nightly fuzz run -O "$target" "corpus/$target" "regressions/$target" -- \

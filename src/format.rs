@@ -44,7 +44,32 @@ struct JsonLine<'a> {
     time: &'a str,
     host: &'a str,
     input: &'a str,
-    line: std::borrow::Cow<'a, str>,
+    line: Lossy<'a>,
+}
+
+/// Bytes as a JSON string, invalid UTF-8 as U+FFFD, written straight into
+/// the output (no `String` per line, as `from_utf8_lossy` would make).
+struct Lossy<'a>(&'a [u8]);
+
+impl serde::Serialize for Lossy<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(self.0) {
+            Ok(text) => serializer.serialize_str(text),
+            Err(_) => serializer.collect_str(self),
+        }
+    }
+}
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{FFFD}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Format {
@@ -138,7 +163,7 @@ impl Format {
                             time: cx.time,
                             host: cx.host,
                             input: cx.input,
-                            line: String::from_utf8_lossy(line),
+                            line: Lossy(line),
                         };
                         // Writing a struct of strings into a Vec cannot fail.
                         let _ = serde_json::to_writer(&mut *out, &json);

@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("outbox", outbox),
     ("nats", nats),
     ("syslog", syslog),
+    ("syslog_encode", syslog_encode),
 ];
 
 /// Reads bytes off the front of the fuzzer's input; runs dry as zeros.
@@ -458,6 +459,66 @@ pub fn syslog(data: &[u8]) {
         }
         rest = &rest[used..];
     }
+}
+
+/// The syslog encoder the daemon runs, on arbitrary header settings and
+/// lines: its output splits into exactly one RFC 6587 frame per line, each
+/// an RFC 5424 header of non-empty PRINTUSASCII fields within their limits
+/// (`<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - - `) followed by the line
+/// as it was, without its `\n`.
+pub fn syslog_encode(data: &[u8]) {
+    const FACILITIES: [&str; 4] = ["kern", "user", "daemon", "local7"];
+    const SEVERITIES: [&str; 4] = ["emerg", "err", "notice", "debug"];
+    let mut bytes = Bytes(data);
+    let facility = syslog::Facility::parse(FACILITIES[usize::from(bytes.byte() % 4)]).unwrap();
+    let severity = syslog::Severity::parse(SEVERITIES[usize::from(bytes.byte() % 4)]).unwrap();
+    let hostname = bytes.text(255);
+    let app_name = bytes.text(80);
+    let input = bytes.text(80);
+    let timestamp = bytes.text(40);
+    let procid = u32::from_le_bytes([bytes.byte(), bytes.byte(), bytes.byte(), bytes.byte()]);
+    let lines = bytes.take(usize::MAX);
+    let format = syslog::SyslogFormat::new(facility, severity, &hostname, &app_name, procid);
+    let mut out = Vec::new();
+    let messages = format.encode(lines, &input, &timestamp, &mut out);
+    let want: Vec<&[u8]> = lines
+        .split_inclusive(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\n").unwrap_or(l))
+        .collect();
+    assert_eq!(messages, want.len() as u64, "one message per line");
+    let pri = format!("<{}>1 ", facility.code() * 8 + severity.code());
+    let mut rest = &out[..];
+    for line in want {
+        let (msg, used) = match syslog::split_frames(rest) {
+            Ok(Some(frame)) => frame,
+            other => panic!("not a whole frame: {other:?}"),
+        };
+        rest = &rest[used..];
+        let header = msg
+            .strip_prefix(pri.as_bytes())
+            .unwrap_or_else(|| panic!("PRI: {:?}", String::from_utf8_lossy(msg)));
+        let mut fields = header.splitn(6, |&b| b == b' ');
+        let limits = [32, syslog::MAX_HOSTNAME, syslog::MAX_APP_NAME, 128];
+        for (what, max) in ["TIMESTAMP", "HOSTNAME", "APP-NAME", "PROCID"]
+            .iter()
+            .zip(limits)
+        {
+            let field = fields.next().unwrap_or_else(|| panic!("no {what}"));
+            assert!(
+                (1..=max).contains(&field.len()) && field.iter().all(|b| (33..=126).contains(b)),
+                "{what} {:?}",
+                String::from_utf8_lossy(field)
+            );
+        }
+        assert_eq!(fields.next(), Some(&b"-"[..]), "MSGID");
+        let sd_and_msg = fields.next().expect("STRUCTURED-DATA");
+        assert_eq!(
+            sd_and_msg,
+            [&b"- "[..], line].concat(),
+            "`- ` then MSG, the line as it was"
+        );
+    }
+    assert!(rest.is_empty(), "bytes after the last frame");
 }
 
 /// Prefix lengths worth checking for a frame of `len` bytes: all of them

@@ -3674,6 +3674,17 @@ when_full = "block"
         let c = d.counters();
         assert!(c.get("forward", "central", "connects") >= 2, "{c}");
         assert!(c.get("forward", "central", "disconnects") >= 1, "{c}");
+        // The daemon itself gave up nothing: the hole (if any) is what the
+        // kernel had taken for the dead connection.
+        assert_eq!(
+            (
+                c.get("forward", "central", "dropped"),
+                c.get("forward", "central", "discarded"),
+                c.get("forward", "central", "lines_out"),
+            ),
+            (0, 0, N as u64),
+            "{c}"
+        );
     }
 
     #[test]
@@ -3742,20 +3753,30 @@ when_full = "block"
         ));
         let a = stream(&d, "app", "a", N);
         let b = stream(&d, "other", "o", N / 10);
-        for _ in 0..2 {
+        // Each restart comes once the forward is connected to the server
+        // now running and 10,000 more lines were stored through it.
+        let mut stored_at_restart = 0;
+        for round in 1..=2 {
             let mut client = nats.client();
-            eventually(Duration::from_secs(60), || {
+            stored_at_restart = eventually(Duration::from_secs(60), || {
                 let n = client.stream_messages("LOGS");
-                match n > 10_000 {
-                    true => Ok(()),
-                    false => Err(format!("{n} messages stored so far")),
+                let connects = d.counters().get("forward", "js", "connects");
+                match n > stored_at_restart + 10_000 && connects >= round {
+                    true => Ok(n),
+                    false => Err(format!(
+                        "{n} messages stored so far, {connects} connects (round {round})"
+                    )),
                 }
             });
             nats.restart();
         }
+        let total = (N + N / 10) as u64;
+        assert!(
+            stored_at_restart < total,
+            "the second restart came after the stream ended ({stored_at_restart} stored)"
+        );
         join_within(a, Duration::from_secs(90), "writer a");
         join_within(b, Duration::from_secs(90), "writer o");
-        let total = (N + N / 10) as u64;
         let mut client = nats.client();
         eventually(Duration::from_secs(90), || {
             let n = client.stream_messages("LOGS");
