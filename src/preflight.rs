@@ -34,6 +34,7 @@ pub(crate) fn check(config: &Config, env: &Env) -> Result<Vec<String>> {
         }
     }
     check_group(config)?;
+    warnings.extend(unnamed_group(config));
     if let Some(path) = &config.metrics_file {
         check_metrics_file(path)?;
     }
@@ -302,6 +303,19 @@ pub(crate) fn missing_sink_dir(dir: &Path, sink: &Path) -> Error {
             sink.display()
         ),
     )
+}
+
+/// A numeric `group` that no group entry names: allowed (a gid need not
+/// have a name, e.g. in a container), but more often a typo.
+fn unnamed_group(config: &Config) -> Option<String> {
+    let gid = config.group?;
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(_)) => None,
+        _ => Some(format!(
+            "broker.group: no group has gid {gid} (getent group {gid} finds nothing); the FIFOs \
+             get it anyway"
+        )),
+    }
 }
 
 /// The daemon's user may give FIFOs `group`.

@@ -5583,6 +5583,23 @@ fn check_prints_the_group_name_and_warns_about_pipe_bytes() {
     );
 }
 
+#[test]
+fn check_warns_about_a_numeric_group_no_group_entry_names() {
+    if !rustix::process::geteuid().is_root() {
+        println!("SKIP check_warns_about_a_numeric_group: only root may chown to any gid");
+        return;
+    }
+    let s = Setup::new(&format!("group = 3999999\n{CHECK_CONFIG}"));
+    let out = s.check();
+    out.assert_code(0, "--check with an unnamed gid");
+    assert!(
+        out.stderr.contains("no group has gid 3999999"),
+        "a numeric group nobody names is worth a warning:\n{out}"
+    );
+    let named = Setup::new(&format!("group = 0\n{CHECK_CONFIG}")).check();
+    assert!(!named.stderr.contains("no group has gid"), "{named}");
+}
+
 /// At startup and on reload, not only in `--check`: a daemon that may not
 /// pass /proc/sys/fs/pipe-max-size (no CAP_SYS_RESOURCE, as root in many
 /// containers) warns that `pipe_bytes` will not be applied.
