@@ -18,9 +18,10 @@ use rustix::fs::{Mode, OFlags, CWD};
 use rustix::process::Signal;
 
 use util::{
-    contains, count_newlines, data_lines, eventually, flush_with_markers, join_within,
-    open_fifo_writer, quote, require_root, sh, split_lines, text_lines, Cat, Counters, Daemon,
-    Received, Setup, SlowReader, TIMEOUT,
+    contains, control_connect, count_newlines, data_lines, eventually, flush_with_markers,
+    join_within, json_counter, open_fifo_writer, quote, require_root, sh, split_lines, status_json,
+    status_run, status_with_ready, text_lines, Cat, Counters, Daemon, Received, Setup, SlowReader,
+    TIMEOUT,
 };
 
 // ---------------------------------------------------------------------------
@@ -2686,20 +2687,6 @@ fn watchdog_pings_at_about_half_of_watchdog_usec() {
     println!("watchdog_pings_at_about_half_of_watchdog_usec: median {median:?} of {intervals:?}");
 }
 
-/// `STATUS=` of the `n`th (1-based) notification carrying `READY=1`.
-fn status_with_ready(d: &Daemon, n: usize) -> String {
-    let notes = d.notes();
-    let note = notes
-        .iter()
-        .filter(|note| note.lines().any(|l| l == "READY=1"))
-        .nth(n - 1)
-        .unwrap_or_else(|| panic!("no READY=1 number {n} in {notes:?}"));
-    note.lines()
-        .find_map(|l| l.strip_prefix("STATUS="))
-        .unwrap_or_else(|| panic!("READY=1 number {n} carries no STATUS=: {note:?}"))
-        .to_owned()
-}
-
 #[test]
 fn reload_status_names_the_error_and_recovers() {
     let mut d = Daemon::start(SIMPLE);
@@ -4183,21 +4170,7 @@ when_full = "block"
 
     #[test]
     fn hostile_nats_server_garbage_huge_info_and_a_stall_only_cost_reconnects() {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
-        let port = listener.local_addr().unwrap().port();
-        let d = Daemon::start(&format!(
-            r#"
-[inputs.app]
-
-[subscribers."app.tail"]
-from = ["app"]
-
-[forwards.js]
-url = "nats://127.0.0.1:{port}"
-subject = "logs.{{input}}"
-from = ["app"]
-"#
-        ));
+        let (listener, d) = fake_nats_daemon("[subscribers.\"app.tail\"]\nfrom = [\"app\"]\n", "");
         let server = thread::spawn(move || {
             let mut kept = Vec::new();
             for (i, conn) in listener.incoming().take(4).enumerate() {
@@ -4244,21 +4217,7 @@ from = ["app"]
     /// stays flat and its other outputs keep being served.
     #[test]
     fn nats_server_flooding_pings_without_reading_cannot_grow_the_daemon() {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
-        let port = listener.local_addr().unwrap().port();
-        let d = Daemon::start(&format!(
-            r#"
-[inputs.app]
-
-[subscribers."app.tail"]
-from = ["app"]
-
-[forwards.js]
-url = "nats://127.0.0.1:{port}"
-subject = "logs.{{input}}"
-from = ["app"]
-"#
-        ));
+        let (listener, d) = fake_nats_daemon("[subscribers.\"app.tail\"]\nfrom = [\"app\"]\n", "");
         let mut fake = FakeNats::accept(&listener);
         fake.read_for(Duration::from_millis(500));
         assert!(
@@ -4311,18 +4270,7 @@ from = ["app"]
     /// re-send after every reconnect would jam the forward).
     #[test]
     fn nats_line_that_fits_max_payload_only_without_its_header_is_dropped_not_sent() {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
-        let port = listener.local_addr().unwrap().port();
-        let d = Daemon::start(&format!(
-            r#"
-[inputs.app]
-
-[forwards.js]
-url = "nats://127.0.0.1:{port}"
-subject = "logs.app"
-from = ["app"]
-"#
-        ));
+        let (listener, d) = fake_nats_daemon("", "");
         let (conn, _) = listener.accept().expect("the forward connects");
         let mut fake = FakeNats {
             conn,
@@ -4350,6 +4298,19 @@ from = ["app"]
         });
         assert!(c.get("forward", "js", "errors") >= 1, "{c}");
         assert!(d.stderr().contains("max_payload"), "{}", d.stderr());
+    }
+
+    /// A fake NATS server's listener on a free port, and a daemon with
+    /// input `app`, the `outputs` given, and forward `js` to that server
+    /// (subject `logs.{input}`) with `settings` added.
+    fn fake_nats_daemon(outputs: &str, settings: &str) -> (TcpListener, Daemon) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
+        let port = listener.local_addr().unwrap().port();
+        let d = Daemon::start(&format!(
+            "[inputs.app]\n{outputs}[forwards.js]\nurl = \"nats://127.0.0.1:{port}\"\n\
+             subject = \"logs.{{input}}\"\nfrom = [\"app\"]\n{settings}"
+        ));
+        (listener, d)
     }
 
     /// One connection of a fake NATS server: it sent INFO, answers the
@@ -4401,12 +4362,7 @@ from = ["app"]
     /// it completes and the message is sent again with the same id.
     #[test]
     fn nats_forward_reconnects_after_an_ack_timeout_and_sends_again() {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
-        let port = listener.local_addr().unwrap().port();
-        let d = Daemon::start(&format!(
-            "[inputs.app]\n[forwards.js]\nurl = \"nats://127.0.0.1:{port}\"\n\
-             subject = \"logs.{{input}}\"\nfrom = [\"app\"]\nwhen_full = \"block\"\n"
-        ));
+        let (listener, d) = fake_nats_daemon("", "when_full = \"block\"\n");
         let mut first = FakeNats::accept(&listener);
         d.write("app", b"never acknowledged\n");
         let closed = first.read_for(Duration::from_secs(25));
@@ -4444,19 +4400,7 @@ from = ["app"]
     /// `buffer_bytes`, not just within `window` messages.
     #[test]
     fn nats_messages_awaiting_acks_stay_within_buffer_bytes() {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a fake server");
-        let port = listener.local_addr().unwrap().port();
-        let d = Daemon::start(&format!(
-            r#"
-[inputs.app]
-
-[forwards.js]
-url = "nats://127.0.0.1:{port}"
-subject = "logs.{{input}}"
-from = ["app"]
-buffer_bytes = 8192
-"#
-        ));
+        let (listener, d) = fake_nats_daemon("", "buffer_bytes = 8192\n");
         let mut server = FakeNats::accept(&listener);
         server.read_for(Duration::from_secs(2));
         assert!(
@@ -4568,43 +4512,11 @@ buffer_bytes = 8192
 // Operating it (SPEC §9): the control socket, `status`, `--instance`,
 // `--check` on the file system. Kept together at the end of the file.
 
-/// Runs `fifo-broker status --config <config> ARGS`.
-fn status_run(s: &Setup, args: &[&str]) -> util::RunOutput {
-    let cfg = s.config.to_str().expect("utf-8 temp path");
-    let mut all = vec!["status", "--config", cfg];
-    all.extend_from_slice(args);
-    s.run(&all)
-}
-
-/// `status --json`, parsed.
-fn status_json(d: &Daemon) -> serde_json::Value {
-    let out = status_run(&d.setup, &["--json"]);
-    out.assert_code(0, "status --json");
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{out}"))
-}
-
-/// One counter of the entry named `name` in `list` ("inputs"/"outputs").
-fn json_counter(v: &serde_json::Value, list: &str, name: &str, key: &str) -> u64 {
-    let entry = v[list]
-        .as_array()
-        .and_then(|a| a.iter().find(|e| e["name"] == name))
-        .unwrap_or_else(|| panic!("no {list} entry {name} in {v}"));
-    entry[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{list}.{name}.{key} is not a number in {v}"))
-}
-
 /// The sum of counters `keys` of output `name`.
 fn json_sum(v: &serde_json::Value, name: &str, keys: &[&str]) -> u64 {
     keys.iter()
         .map(|k| json_counter(v, "outputs", name, k))
         .sum()
-}
-
-/// A connection to the daemon's control socket.
-fn control_connect(d: &Daemon) -> std::os::unix::net::UnixStream {
-    std::os::unix::net::UnixStream::connect(d.path(".control")).expect("connecting to .control")
 }
 
 const STATUS_CONFIG: &str = r#"

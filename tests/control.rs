@@ -24,7 +24,10 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use util::{data_lines, eventually, join_within, Cat, Daemon, Received, Setup, TIMEOUT};
+use util::{
+    control_connect, data_lines, eventually, join_within, status_run, Cat, Daemon, Received,
+    TIMEOUT,
+};
 
 /// How long a control client may stay connected (src/control.rs
 /// `CLIENT_TIMEOUT`: send its request and read the answer).
@@ -68,14 +71,6 @@ fn large_config() -> String {
         ));
     }
     c
-}
-
-/// Runs `fifo-broker status --config <config> ARGS`.
-fn status_run(s: &Setup, args: &[&str]) -> util::RunOutput {
-    let cfg = s.config.to_str().expect("utf-8 temp path");
-    let mut all = vec!["status", "--config", cfg];
-    all.extend_from_slice(args);
-    s.run(&all)
 }
 
 /// `status --json`: the answer as printed, and parsed.
@@ -138,11 +133,6 @@ fn assert_lists_everything(v: &serde_json::Value, what: &str) {
     ] {
         assert!(list.contains(&want), "{what}: {want:?} is not listed");
     }
-}
-
-/// A connection to the daemon's control socket.
-fn control_connect(d: &Daemon) -> UnixStream {
-    UnixStream::connect(d.path(".control")).expect("connecting to .control")
 }
 
 /// What a fresh Unix stream socket may hold unread: its send buffer plus

@@ -23,43 +23,12 @@ use rustix::process::Signal;
 
 use util::servers::{require_binary, Rsyslog};
 use util::{
-    contains, count_newlines, data_lines, eventually, join_within, split_lines, Cat, Daemon,
-    Received, RunOutput, Setup, PROBE, TIMEOUT,
+    contains, count_newlines, data_lines, eventually, join_within, json_counter, json_entry,
+    split_lines, status_json, status_run, status_with_ready, Cat, Daemon, Received, PROBE, TIMEOUT,
 };
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-/// Runs `fifo-broker status --config <config> ARGS`.
-fn status_run(s: &Setup, args: &[&str]) -> RunOutput {
-    let cfg = s.config.to_str().expect("utf-8 temp path");
-    let mut all = vec!["status", "--config", cfg];
-    all.extend_from_slice(args);
-    s.run(&all)
-}
-
-/// `status --json`, parsed.
-fn status_json(d: &Daemon) -> serde_json::Value {
-    let out = status_run(&d.setup, &["--json"]);
-    out.assert_code(0, "status --json");
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{out}"))
-}
-
-/// The entry named `name` in `list` ("inputs"/"outputs").
-fn json_entry<'a>(v: &'a serde_json::Value, list: &str, name: &str) -> &'a serde_json::Value {
-    v[list]
-        .as_array()
-        .and_then(|a| a.iter().find(|e| e["name"] == name))
-        .unwrap_or_else(|| panic!("no {list} entry {name} in {v}"))
-}
-
-/// One counter of the entry named `name` in `list`.
-fn json_counter(v: &serde_json::Value, list: &str, name: &str, key: &str) -> u64 {
-    json_entry(v, list, name)[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{list}.{name}.{key} is not a number in {v}"))
-}
 
 /// Lines read from input `name`, from `status --json`.
 fn lines_in(d: &Daemon, name: &str) -> u64 {
@@ -146,20 +115,6 @@ fn shown(lines: &[Vec<u8>]) -> Vec<String> {
         .iter()
         .map(|l| String::from_utf8_lossy(l).into_owned())
         .collect()
-}
-
-/// `STATUS=` of the `n`th (1-based) notification carrying `READY=1`.
-fn status_with_ready(d: &Daemon, n: usize) -> String {
-    let notes = d.notes();
-    let note = notes
-        .iter()
-        .filter(|note| note.lines().any(|l| l == "READY=1"))
-        .nth(n - 1)
-        .unwrap_or_else(|| panic!("no READY=1 number {n} in {notes:?}"));
-    note.lines()
-        .find_map(|l| l.strip_prefix("STATUS="))
-        .unwrap_or_else(|| panic!("READY=1 number {n} carries no STATUS=: {note:?}"))
-        .to_owned()
 }
 
 /// Rewrites the config and sends SIGHUP; waits for the `n`th `READY=1`

@@ -1057,3 +1057,57 @@ pub fn flush_with_markers(d: &Daemon, input: &str, r: &dyn Received) {
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// The status command and the control socket.
+
+/// Runs `fifo-broker status --config <config> ARGS`.
+pub fn status_run(s: &Setup, args: &[&str]) -> RunOutput {
+    let cfg = s.config.to_str().expect("utf-8 temp path");
+    let mut all = vec!["status", "--config", cfg];
+    all.extend_from_slice(args);
+    s.run(&all)
+}
+
+/// `status --json`, parsed.
+pub fn status_json(d: &Daemon) -> serde_json::Value {
+    let out = status_run(&d.setup, &["--json"]);
+    out.assert_code(0, "status --json");
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{out}"))
+}
+
+/// The entry named `name` in `list` ("inputs"/"outputs") of a status.
+pub fn json_entry<'a>(v: &'a serde_json::Value, list: &str, name: &str) -> &'a serde_json::Value {
+    v[list]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == name))
+        .unwrap_or_else(|| panic!("no {list} entry {name} in {v}"))
+}
+
+/// One counter of the entry named `name` in `list`.
+pub fn json_counter(v: &serde_json::Value, list: &str, name: &str, key: &str) -> u64 {
+    json_entry(v, list, name)[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{list}.{name}.{key} is not a number in {v}"))
+}
+
+/// A connection to the daemon's control socket.
+pub fn control_connect(d: &Daemon) -> std::os::unix::net::UnixStream {
+    std::os::unix::net::UnixStream::connect(d.path(".control")).expect("connecting to .control")
+}
+
+/// `STATUS=` of the `n`th (1-based) notification carrying `READY=1` (the
+/// startup's is the first; each reload's is one more).
+pub fn status_with_ready(d: &Daemon, n: usize) -> String {
+    let notes = d.notes();
+    let note = notes
+        .iter()
+        .filter(|note| note.lines().any(|l| l == "READY=1"))
+        .nth(n - 1)
+        .unwrap_or_else(|| panic!("no READY=1 number {n} in {notes:?}"));
+    note.lines()
+        .find_map(|l| l.strip_prefix("STATUS="))
+        .unwrap_or_else(|| panic!("READY=1 number {n} carries no STATUS=: {note:?}"))
+        .to_owned()
+}
