@@ -7,6 +7,11 @@ check keeps them honest against what the program and its other docs say:
 - both pages format without a warning (groff -man -ww -z, man --warnings);
 - every option, signal and exit status in `fifo-broker --help` is in
   fifo-broker(8);
+- every command `--help` lists has an OPTIONS entry and a SYNOPSIS line,
+  and for `fifo-broker status --help` and `fifo-broker completions --help`:
+  every option has an OPTIONS entry, every option the command adds to the
+  top-level ones is in its SYNOPSIS line, and every possible value of an
+  argument (the shells) is named in the command's entry;
 - every key of config/fifo-broker.toml (commented-out ones included) and of
   README.md's config table has an entry in fifo-broker.toml(5), and the page
   documents no key that neither knows;
@@ -119,6 +124,53 @@ for code in sorted(codes):
     check(code in man_codes, f"fifo-broker(8) EXIT STATUS has no entry for {code} (from --help)")
 for code in sorted(man_codes - codes):
     check(False, f"fifo-broker(8) documents exit status {code}, which --help does not list")
+
+
+def listed_options(text):
+    """The options in the "Options:" part of a clap --help text."""
+    part = text[text.find("Options:"):] if "Options:" in text else text
+    part = part.split("\n\n")[0]
+    return set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+|-[A-Za-z])\b", part))
+
+
+def has_option(opt, text):
+    return re.search(r"(?<![\w-])" + re.escape(opt) + r"(?![\w-])", text) is not None
+
+
+# The synopsis lines, by what follows "fifo-broker" (a command, or "").
+synopses = {}
+for block in re.findall(r"^\.SY .*?^\.YS$", man8_src, flags=re.M | re.S):
+    words = " ".join(plain(block).split()).split()
+    command = words[1] if len(words) > 1 and re.fullmatch(r"[a-z]+", words[1]) else ""
+    synopses[command] = synopses.get(command, "") + " " + " ".join(words)
+option_entries = man8_sections.get("OPTIONS", [])
+
+commands_part = help_text[help_text.find("Commands:"):help_text.find("Options:")]
+commands = re.findall(r"^  ([a-z][a-z-]*)\s", commands_part, flags=re.M)
+check(len(commands) >= 2, f"found only commands {commands} in --help")
+top_options = listed_options(help_text)
+for command in commands:
+    check(command in synopses, f"fifo-broker(8) SYNOPSIS has no line for {command} (from --help)")
+    entry = [body for tag, body in option_entries if tag.split()[0] == command]
+    check(bool(entry), f"fifo-broker(8) OPTIONS has no entry for {command} (from --help)")
+for command in ("status", "completions"):
+    r = run(BIN, command, "--help")
+    check(r.returncode == 0, f"{BIN} {command} --help exited {r.returncode}")
+    sub_help = r.stdout
+    sub_options = listed_options(sub_help)
+    check(len(sub_options) >= 3, f"found only {sorted(sub_options)} in {command} --help")
+    for opt in sorted(sub_options):
+        check(has_option(opt, option_tags),
+              f"fifo-broker(8) OPTIONS has no entry for {opt} (from {command} --help)")
+    for opt in sorted(o for o in sub_options - top_options if o.startswith("--")):
+        check(has_option(opt, synopses.get(command, "")),
+              f"fifo-broker(8) SYNOPSIS of {command} lacks {opt} (from {command} --help)")
+    entry = " ".join(tag + " " + body for tag, body in option_entries if tag.split()[0] == command)
+    for values in re.findall(r"\[possible values: ([^\]]*)\]", sub_help):
+        for value in values.split(", "):
+            check(re.search(r"\b" + re.escape(value) + r"\b", entry) is not None,
+                  f"fifo-broker(8) OPTIONS entry of {command} does not name {value} (from {command} --help)")
+
 default_config = re.search(r"default: (/\S+?)\)", help_text)
 if default_config:
     check(default_config.group(1) in man8, f"fifo-broker(8) does not name the default config {default_config.group(1)}")
