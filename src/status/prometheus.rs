@@ -193,7 +193,7 @@ fn outputs_only(out: &mut String, s: &Snapshot) {
             f.series(&[("kind", &o.kind), ("name", &o.name)], field(o));
         }
     }
-    let help = "1 for the state each output is in (attached, no reader, ok, retrying, full, ...).";
+    let help = "1 for the state each output is in (attached, no reader, ok, retrying, connected, disconnected, full).";
     let mut f = Family::new(out, "fifo_broker_output_state", "gauge", help);
     for o in &s.outputs {
         let labels = [("kind", &*o.kind), ("name", &o.name), ("state", &o.state)];
