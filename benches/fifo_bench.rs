@@ -3,6 +3,7 @@
 //!
 //!   cargo bench --bench fifo_bench            # everything, 3 runs each
 //!   cargo bench --bench fifo_bench -- --runs 1 --only throughput,latency
+//!   cargo bench --bench fifo_bench -- --runs 1 --only filter --lines 200000
 //!
 //! Topology for the comparisons: one input FIFO → 4 subscriber FIFOs + 1 sink
 //! file, every output lossless (`when_full = "block"`), format `{line}` (so
@@ -16,6 +17,10 @@
 //! `pipe_bytes = 1048576`.
 //!
 //! Workloads: throughput (2,000,000 lines of 100 bytes in 64 KiB writes),
+//! filter (the throughput workload, daemon only, unfiltered beside a run in
+//! which subscribers s1 and s2 of the 4 have `match = '^\d{11}7 |^probe'`:
+//! the 10 % of lines whose sequence number ends in 7, plus the harness's
+//! probe lines; every line still verified at every reader and in the sink),
 //! sweep (the same at 1, 4, 16 and 64 subscribers, fewer lines for large
 //! fan-outs; writes docs/fanout-sweep.svg, or `$FIFO_BENCH_SVG`), fairness
 //! (input `bulk` flooded while input `alerts` carries a stamped line every
@@ -59,6 +64,9 @@ enum System {
     Broker,
     /// The daemon with `pipe_bytes = 1048576` on every FIFO.
     Broker1M,
+    /// The daemon as shipped, subscribers s1 and s2 with
+    /// `match = FILTER_MATCH` (the filter workload).
+    BrokerFiltered,
     Tee,
     Multitee,
 }
@@ -68,6 +76,7 @@ impl System {
         match self {
             System::Broker => "fifo-broker",
             System::Broker1M => "fifo-broker, pipe_bytes 1 MiB",
+            System::BrokerFiltered => "fifo-broker, match on 2 of 4",
             System::Tee => "tee",
             System::Multitee => "multitee",
         }
@@ -78,23 +87,34 @@ impl System {
         match self {
             System::Broker => "broker",
             System::Broker1M => "broker-1m",
+            System::BrokerFiltered => "broker-filtered",
             System::Tee => "tee",
             System::Multitee => "multitee",
         }
     }
 
     fn is_broker(self) -> bool {
-        matches!(self, System::Broker | System::Broker1M)
+        matches!(
+            self,
+            System::Broker | System::Broker1M | System::BrokerFiltered
+        )
+    }
+
+    /// Whether subscriber `s{k}` (from 1) has `match = FILTER_MATCH`.
+    fn filters(self, k: usize) -> bool {
+        self == System::BrokerFiltered && (k == 1 || k == 2)
     }
 
     /// The `[broker]` line that sets the pipe size, if any.
     fn pipe_bytes_line(self) -> String {
         match self {
             // FIFO_BENCH_PIPE_BYTES=N gives the default column N-byte pipes.
-            System::Broker => match std::env::var("FIFO_BENCH_PIPE_BYTES").as_deref() {
-                Ok("0") | Err(_) => String::new(),
-                Ok(v) => format!("pipe_bytes = {v}\n"),
-            },
+            System::Broker | System::BrokerFiltered => {
+                match std::env::var("FIFO_BENCH_PIPE_BYTES").as_deref() {
+                    Ok("0") | Err(_) => String::new(),
+                    Ok(v) => format!("pipe_bytes = {v}\n"),
+                }
+            }
             System::Broker1M => "pipe_bytes = 1048576\n".to_string(),
             System::Tee | System::Multitee => String::new(),
         }
@@ -110,6 +130,12 @@ const THROUGHPUT_SYSTEMS: [System; 4] = [
     System::Tee,
     System::Multitee,
 ];
+/// The filter workload: the daemon unfiltered, then with 2 of 4 filtered.
+const FILTER_SYSTEMS: [System; 2] = [System::Broker, System::BrokerFiltered];
+/// The filtered subscribers' `match`: the lines (`SEQ(12) ' ' x...`) whose
+/// sequence number ends in 7, and the probe lines that tell the harness a
+/// reader is attached.
+const FILTER_MATCH: &str = r"^\d{11}7 |^probe";
 
 fn main() {
     let args = Args::parse("a,b");
@@ -117,6 +143,9 @@ fn main() {
     print_machine();
     if args.wants("throughput") {
         throughput(&args);
+    }
+    if args.wants("filter") {
+        filter(&args);
     }
     if args.wants("sweep") {
         sweep(&args);
@@ -170,7 +199,7 @@ fn start(system: System, fanout: usize) -> Rig {
         (1..=fanout).map(|k| dir.join(format!("s{k}"))).collect(),
     );
     let child = match system {
-        System::Broker | System::Broker1M => {
+        System::Broker | System::Broker1M | System::BrokerFiltered => {
             let mut config = format!(
                 "[broker]\ndir = {dir:?}\nlog_dir = {:?}\n{}[inputs.in]\n",
                 scratch.0,
@@ -184,6 +213,9 @@ fn start(system: System, fanout: usize) -> Rig {
                 config += &format!(
                     "[subscribers.s{k}]\nfrom = [\"in\"]\nwhen_full = \"block\"\n{buffer}"
                 );
+                if system.filters(k) {
+                    config += &format!("match = '{FILTER_MATCH}'\n");
+                }
             }
             config += &format!(
                 "[sinks.sink]\npath = {sink:?}\nfrom = [\"in\"]\nformat = \"{{line}}\"\n\
@@ -323,10 +355,31 @@ struct Seen {
 enum Check {
     /// `SEQ(12) ' ' x...` in order from 0.
     Sequence,
+    /// `SEQ(12) ' ' x...`, only the lines with SEQ % 10 == 7, in order
+    /// (what a subscriber with `match = FILTER_MATCH` gets).
+    Tenth,
     /// `wK SEQ(8) ...` in order per writer K.
     PerWriter,
     /// `SEQ(12) ' ' NANOS(20) ...`: record now - NANOS.
     Stamped,
+}
+
+impl Check {
+    /// The first sequence number expected and the step to the next.
+    fn first_and_step(self) -> (usize, usize) {
+        match self {
+            Check::Tenth => (7, 10),
+            Check::Sequence | Check::PerWriter | Check::Stamped => (0, 1),
+        }
+    }
+
+    /// How many of lines 0..`lines` a reader with this check gets.
+    fn of(self, lines: usize) -> usize {
+        match self {
+            Check::Tenth => (lines + 2) / 10,
+            Check::Sequence | Check::PerWriter | Check::Stamped => lines,
+        }
+    }
 }
 
 /// Reads `path` until `want` lines (not counting probe lines) arrived.
@@ -342,7 +395,7 @@ fn reader(
         let mut seen = Seen::default();
         let mut buf = vec![0u8; 1 << 20];
         let mut carry: Vec<u8> = Vec::new();
-        let mut next = 0usize;
+        let (mut next, step) = check.first_and_step();
         let mut per_writer = [0usize; 64];
         let mut probed = false;
         while seen.lines < want {
@@ -383,7 +436,7 @@ fn reader(
                 }
                 seen.lines += 1;
                 match check {
-                    Check::Sequence | Check::Stamped => {
+                    Check::Sequence | Check::Tenth | Check::Stamped => {
                         let ok = line.len() == LINE - 1
                             && parse(&line[..12]) == Some(next)
                             && line[LINE - 2] == b'x';
@@ -396,7 +449,7 @@ fn reader(
                                 seen.latencies_ns.push(at.saturating_sub(sent as u64));
                             }
                         }
-                        next += 1;
+                        next += step;
                     }
                     Check::PerWriter => {
                         let w = line
@@ -458,7 +511,7 @@ fn parse(digits: &[u8]) -> Option<usize> {
 fn verify_sink(path: &Path, want: usize, check: Check) -> Seen {
     let data = fs::read(path).unwrap_or_default();
     let mut seen = Seen::default();
-    let mut next = 0;
+    let (mut next, step) = check.first_and_step();
     let mut per_writer = [0usize; 64];
     for line in data
         .split(|&b| b == b'\n')
@@ -466,9 +519,9 @@ fn verify_sink(path: &Path, want: usize, check: Check) -> Seen {
     {
         seen.lines += 1;
         let ok = match check {
-            Check::Sequence | Check::Stamped => {
+            Check::Sequence | Check::Tenth | Check::Stamped => {
                 let ok = line.len() == LINE - 1 && parse(&line[..12]) == Some(next);
-                next += 1;
+                next += step;
                 ok
             }
             Check::PerWriter => {
@@ -488,19 +541,47 @@ fn verify_sink(path: &Path, want: usize, check: Check) -> Seen {
     seen
 }
 
-/// Starts the readers, and for the broker writes probe lines until every
-/// reader is attached. Returns the reader threads and the writer fd.
+/// Starts the readers, each wanting `want` lines checked by `check`, and
+/// for the broker writes probe lines until every reader is attached.
+/// Returns the reader threads and the writer fd.
 fn connect(
     rig: &Rig,
     want: usize,
     check: Check,
     base: Instant,
 ) -> (Vec<thread::JoinHandle<Seen>>, File) {
+    connect_each(rig, &vec![(want, check); rig.subscribers.len()], base)
+}
+
+/// What each subscriber of a `system` rig gets of lines 0..`lines` of the
+/// sequence workload, and how its reader checks them.
+fn sequence_plan(system: System, fanout: usize, lines: usize) -> Vec<(usize, Check)> {
+    (1..=fanout)
+        .map(|k| {
+            let check = if system.filters(k) {
+                Check::Tenth
+            } else {
+                Check::Sequence
+            };
+            (check.of(lines), check)
+        })
+        .collect()
+}
+
+/// [`connect`], with the `(want, check)` of each subscriber's reader in
+/// `plan`.
+fn connect_each(
+    rig: &Rig,
+    plan: &[(usize, Check)],
+    base: Instant,
+) -> (Vec<thread::JoinHandle<Seen>>, File) {
+    assert_eq!(plan.len(), rig.subscribers.len());
     let attached = Arc::new(AtomicUsize::new(0));
     let readers: Vec<_> = rig
         .subscribers
         .iter()
-        .map(|s| reader(s.clone(), want, check, attached.clone(), base))
+        .zip(plan)
+        .map(|(s, &(want, check))| reader(s.clone(), want, check, attached.clone(), base))
         .collect();
     let mut input = OpenOptions::new()
         .write(true)
@@ -533,7 +614,8 @@ fn run_once(system: System, fanout: usize, data: &[u8], lines: usize, tag: &str)
     let chunk = (65536 / LINE) * LINE;
     let rig = start(system, fanout);
     let base = Instant::now();
-    let (readers, mut input) = connect(&rig, lines, Check::Sequence, base);
+    let plan = sequence_plan(system, fanout, lines);
+    let (readers, mut input) = connect_each(&rig, &plan, base);
     let cpu0 = child_cpu_seconds(leaf_pid(rig.child.id()));
     let clients0 = cpu_seconds(std::process::id());
     let t0 = Instant::now();
@@ -548,7 +630,11 @@ fn run_once(system: System, fanout: usize, data: &[u8], lines: usize, tag: &str)
     let stopped = stop(rig, system);
     let sink = verify_sink(&stopped.0, lines, Check::Sequence);
     let secs = last.duration_since(t0).as_secs_f64();
-    let ok = seen.iter().all(|s| s.lines == lines && s.errors == 0) && sink.errors == 0;
+    let ok = seen
+        .iter()
+        .zip(&plan)
+        .all(|(s, &(want, _))| s.lines == want && s.errors == 0)
+        && sink.errors == 0;
     let r = Run {
         rate: lines as f64 / secs,
         cpu,
@@ -640,6 +726,83 @@ fn throughput(args: &Args) {
             of(&|r| r[k].rate / r[tee].rate).0,
             of(&|r| r[k].rate / r[multi].rate).0,
             of(&|r| per_m(&r[k]) / per_m(&r[multi])).0,
+            if results.iter().all(|r| r[k].ok) {
+                "yes"
+            } else {
+                "NO"
+            }
+        );
+    }
+}
+
+/// The throughput workload, daemon only, unfiltered beside the same with
+/// `match = FILTER_MATCH` on 2 of the 4 subscribers: what content filters
+/// cost (or save) in one invocation.
+fn filter(args: &Args) {
+    let lines = args.lines.unwrap_or(LINES);
+    println!(
+        "\n## filter: {lines} lines of {LINE} bytes in 64 KiB writes, 1 → {SUBSCRIBERS} FIFOs + 1 file, \
+         unfiltered vs s1 and s2 with match = '{FILTER_MATCH}' ({} lines each)",
+        Check::Tenth.of(lines)
+    );
+    let systems = &FILTER_SYSTEMS[..];
+    let data = sequence_data(lines);
+    // An unreported warm-up round, as in throughput.
+    let warm = lines / 10;
+    for &system in systems.iter().filter(|_| !profiling()) {
+        let rig = start(system, SUBSCRIBERS);
+        let plan = sequence_plan(system, SUBSCRIBERS, warm);
+        let (readers, mut input) = connect_each(&rig, &plan, Instant::now());
+        input.write_all(&data[..warm * LINE]).unwrap();
+        for r in readers {
+            r.join().unwrap();
+        }
+        drop(input);
+        let _ = stop(rig, system);
+    }
+    let results = rounds(systems, args.runs, |run, system| {
+        run_once(
+            system,
+            SUBSCRIBERS,
+            &data,
+            lines,
+            &format!("run {}", run + 1),
+        )
+    });
+    let (plain, filtered) = (
+        index_of(systems, System::Broker),
+        index_of(systems, System::BrokerFiltered),
+    );
+    let per_m = |r: &Run| r.cpu / lines as f64 * 1e6;
+    for (run, this) in results.iter().enumerate() {
+        println!(
+            "run {}: unfiltered {:.2} M lines/s (cpu {:.3} s per M lines), \
+             filtered {:.2} M lines/s (cpu {:.3} s per M lines), ratio filtered / unfiltered {:.2}×",
+            run + 1,
+            this[plain].rate / 1e6,
+            per_m(&this[plain]),
+            this[filtered].rate / 1e6,
+            per_m(&this[filtered]),
+            this[filtered].rate / this[plain].rate,
+        );
+    }
+    println!("\n| system | lines/s (median, min–max) | CPU s per 1 M lines (median) | ratio filtered / unfiltered (median of per-run ratios) | verified |");
+    println!("|---|---|---|---|---|");
+    for (k, system) in systems.iter().enumerate() {
+        let of = |f: &dyn Fn(&Vec<Run>) -> f64| stats(&results.iter().map(f).collect::<Vec<_>>());
+        let (med, min, max) = of(&|r| r[k].rate);
+        println!(
+            "| {} | {:.2} M ({:.2}–{:.2}) | {:.3} | {} | {} |",
+            system.name(),
+            med / 1e6,
+            min / 1e6,
+            max / 1e6,
+            of(&|r| per_m(&r[k])).0,
+            if k == filtered {
+                format!("{:.2}×", of(&|r| r[filtered].rate / r[plain].rate).0)
+            } else {
+                "–".to_string()
+            },
             if results.iter().all(|r| r[k].ok) {
                 "yes"
             } else {
