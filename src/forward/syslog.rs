@@ -76,20 +76,23 @@ impl Facility {
 
     /// Parses a facility name (case-insensitive), or lists the valid ones.
     pub fn parse(name: &str) -> Result<Facility, String> {
-        FACILITIES
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|&(_, code)| Facility(code))
-            .ok_or_else(|| {
-                let names: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
-                format!("unknown facility {name:?}; use one of {}", names.join(", "))
-            })
+        let names: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
+        code_of(FACILITIES, name, "facility", &names.join(", ")).map(Facility)
     }
 
     /// The numeric code, 0..=23.
     pub fn code(self) -> u8 {
         self.0
     }
+}
+
+/// The code `name` has in `table` (case-insensitive), or a message that
+/// lists `names`.
+fn code_of(table: &[(&str, u8)], name: &str, what: &str, names: &str) -> Result<u8, String> {
+    (table.iter())
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, code)| code)
+        .ok_or_else(|| format!("unknown {what} {name:?}; use one of {names}"))
 }
 
 /// A syslog severity (RFC 5424 §6.2.1), 0 (emerg) ..= 7 (debug); also the
@@ -124,16 +127,8 @@ impl Severity {
 
     /// Parses a severity name (case-insensitive), or lists the valid ones.
     pub fn parse(name: &str) -> Result<Severity, String> {
-        SEVERITIES
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|&(_, code)| Severity(code))
-            .ok_or_else(|| {
-                format!(
-                    "unknown severity {name:?}; use one of emerg, alert, crit, err, warning, \
-                     notice, info, debug"
-                )
-            })
+        let names = "emerg, alert, crit, err, warning, notice, info, debug";
+        code_of(SEVERITIES, name, "severity", names).map(Severity)
     }
 
     /// The numeric code, 0..=7.
