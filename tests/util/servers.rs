@@ -1,7 +1,9 @@
 //! Throwaway network servers for the forward tests: `rsyslogd` as a syslog
-//! receiver (plain TCP or TLS), `nats-server` with JetStream, a small
-//! blocking NATS client to look into its streams, and a test CA made with
-//! the `openssl` command line.
+//! receiver (plain TCP, TLS, or TLS demanding client certificates),
+//! `nats-server` with JetStream (and any extra flags or config file), a
+//! small blocking NATS client to look into its streams (over TCP or TLS,
+//! with a token, a user and password or a JWT), and a test CA made with the
+//! `openssl` command line.
 //!
 //! Every server listens on 127.0.0.1 only, on a free port picked for it,
 //! keeps all its files in the test's temp dir, and is killed by its PID
@@ -15,6 +17,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
@@ -32,17 +35,22 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The path of `binary`, or `None` after printing why `test` is skipped.
-/// Under `CI=true` a missing binary is a failure instead: CI installs them
-/// (`.ci/install-servers.sh`).
+/// Prints `skipping <test>: <why>`; under `CI=true`, where every server
+/// and driver is installed (`.ci/install-servers.sh`), panics instead.
+pub fn skip_test(test: &str, why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: {why}, and CI=true is set");
+    }
+    eprintln!("skipping {test}: {why} (see .ci/install-servers.sh)");
+}
+
+/// The path of `binary`, or `None` after printing why `test` is skipped
+/// ([`skip_test`]: a failure under `CI=true`).
 pub fn require_binary(test: &str, binary: &str) -> Option<PathBuf> {
     if let Some(path) = find_binary(binary) {
         return Some(path);
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test} needs {binary}, which is not installed, and CI=true is set");
-    }
-    eprintln!("skipping {test}: {binary} is not installed (see .ci/install-servers.sh)");
+    skip_test(test, &format!("{binary} is not installed"));
     None
 }
 
@@ -159,6 +167,15 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             kill_child(&mut child);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} log (port {}) ---\n{}--- end of {} log ---",
+                self.what,
+                self.port,
+                self.log(),
+                self.what
+            );
         }
     }
 }
@@ -307,6 +324,40 @@ pub struct SyslogRecord {
 const RSYSLOG_TEMPLATE: &str = "%protocol-version%|%pri%|%hostname%|%app-name%|%procid%|\
     %msgid%|%structured-data%|%timereported:::date-rfc3339%|%msg%\\n";
 
+/// rsyslog's TLS network stream drivers, in order of preference: the
+/// module file and its `streamDriver.name`.
+const RSYSLOG_DRIVERS: [(&str, &str); 2] = [("lmnsd_ossl.so", "ossl"), ("lmnsd_gtls.so", "gtls")];
+
+/// The `streamDriver.name` of an installed rsyslog TLS driver
+/// (rsyslog-openssl, else rsyslog-gnutls), if any.
+pub fn rsyslog_tls_driver() -> Option<&'static str> {
+    let mut dirs = vec![
+        PathBuf::from("/usr/lib/rsyslog"),
+        PathBuf::from("/usr/lib64/rsyslog"),
+    ];
+    for lib in ["/usr/lib", "/usr/lib64", "/lib"] {
+        for entry in fs::read_dir(lib).into_iter().flatten().flatten() {
+            dirs.push(entry.path().join("rsyslog"));
+        }
+    }
+    RSYSLOG_DRIVERS
+        .iter()
+        .find(|(file, _)| dirs.iter().any(|d| d.join(file).is_file()))
+        .map(|(_, name)| *name)
+}
+
+/// How an [`Rsyslog`] takes TLS connections.
+#[derive(Debug, Clone, Copy)]
+pub struct RsyslogTls<'a> {
+    /// Its CA, certificate and key.
+    pub files: &'a TlsFiles,
+    /// `streamDriver.name`: `ossl` or `gtls` (see [`rsyslog_tls_driver`]).
+    pub driver: &'a str,
+    /// `streamDriver.authMode`: `anon` takes any client; `x509/certvalid`
+    /// only clients with a certificate signed by the CA.
+    pub auth_mode: &'a str,
+}
+
 /// An `rsyslogd -n` receiving on 127.0.0.1 and writing every message, one
 /// line each, to a file; killed by PID on drop.
 pub struct Rsyslog {
@@ -323,15 +374,32 @@ impl Rsyslog {
     /// `tmp`; with `tls`, it expects TLS (anonymous clients) using those
     /// files. Returns once the port accepts connections.
     pub fn start(tmp: &Path, tls: Option<&TlsFiles>) -> Rsyslog {
+        let driver = rsyslog_tls_driver().unwrap_or("ossl");
+        let tls = tls.map(|files| RsyslogTls {
+            files,
+            driver,
+            auth_mode: "anon",
+        });
+        Rsyslog::start_with(tmp, tls)
+    }
+
+    /// [`Rsyslog::start`] with the TLS driver and authentication mode
+    /// given, e.g. to demand client certificates.
+    pub fn start_with(tmp: &Path, tls: Option<RsyslogTls>) -> Rsyslog {
         let port = free_port();
         let dir = tmp.join(format!("rsyslog-{port}"));
         fs::create_dir_all(dir.join("spool")).expect("creating the rsyslog dir");
         let (module_tls, input_tls) = match tls {
             None => (String::new(), String::new()),
-            Some(t) => (
-                " streamDriver.name=\"ossl\" streamDriver.mode=\"1\" \
-                 streamDriver.authMode=\"anon\""
-                    .to_owned(),
+            Some(RsyslogTls {
+                files: t,
+                driver,
+                auth_mode,
+            }) => (
+                format!(
+                    " streamDriver.name=\"{driver}\" streamDriver.mode=\"1\" \
+                     streamDriver.authMode=\"{auth_mode}\""
+                ),
                 format!(
                     " streamDriver.CAFile=\"{}\" streamDriver.CertFile=\"{}\" \
                      streamDriver.KeyFile=\"{}\"",
@@ -469,6 +537,8 @@ impl Rsyslog {
 pub struct NatsServer {
     /// Its dir: JetStream store (`store/`) and log.
     dir: PathBuf,
+    /// What follows the usual arguments (kept across restarts).
+    args: Vec<String>,
     /// The server and its client port (kept across restarts).
     server: Server,
 }
@@ -477,12 +547,21 @@ impl NatsServer {
     /// Starts nats-server with JetStream on a free port, its store in a new
     /// dir under `tmp`. Returns once the port accepts connections.
     pub fn start(tmp: &Path) -> NatsServer {
+        NatsServer::start_with(tmp, &[])
+    }
+
+    /// [`NatsServer::start`] with `args` after `-js -a 127.0.0.1 -p PORT
+    /// -sd STORE`: `--auth TOKEN`, `--user U --pass P`, `--tls --tlscert
+    /// CERT --tlskey KEY`, or `-c FILE` for what has no flag, such as
+    /// operator mode (the flags before it win over the file).
+    pub fn start_with(tmp: &Path, args: &[&str]) -> NatsServer {
         let port = free_port();
         let dir = tmp.join(format!("nats-{port}"));
         fs::create_dir_all(dir.join("store")).expect("creating the nats dir");
         let log = dir.join("nats-server.log");
         let mut n = NatsServer {
             dir,
+            args: args.iter().map(|a| a.to_string()).collect(),
             server: Server::new("nats-server", port, log),
         };
         n.restart();
@@ -528,7 +607,8 @@ impl NatsServer {
             &self.server.port.to_string(),
             "-sd",
         ])
-        .arg(self.dir.join("store"));
+        .arg(self.dir.join("store"))
+        .args(&self.args);
         self.server.restart(cmd);
     }
 }
@@ -576,12 +656,50 @@ impl Reply {
     }
 }
 
+/// How a [`NatsClient`] logs in; the default is plain TCP without
+/// credentials.
+#[derive(Debug, Clone, Default)]
+pub struct NatsLogin {
+    /// An `auth_token` (for a server started with `--auth TOKEN`).
+    pub token: Option<String>,
+    /// A `user` and `pass` (`--user U --pass P`).
+    pub user_pass: Option<(String, String)>,
+    /// A user JWT and the nkey seed that signs the server's nonce
+    /// (operator mode).
+    pub jwt: Option<(String, String)>,
+    /// TLS, trusting only the CA certificate in this file (`--tls`).
+    pub ca: Option<PathBuf>,
+}
+
+/// The connection under a [`NatsClient`]: TCP, or TLS over it.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
+/// A rustls client config trusting only the CA in `ca`.
+fn tls_client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("reading the CA") {
+        roots
+            .add(cert.expect("a CA certificate"))
+            .expect("adding the CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
 /// A minimal blocking NATS client for assertions: request/reply (plain and
-/// with a `Nats-Msg-Id`) and the JetStream API calls tests need. Every read
-/// is bounded by [`TIMEOUT`]; server PINGs are answered.
+/// with a `Nats-Msg-Id`) and the JetStream API calls tests need, over TCP
+/// or TLS, with a token, a user and password or a JWT. Every read is
+/// bounded by [`TIMEOUT`]; server PINGs are answered.
 pub struct NatsClient {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    conn: BufReader<Box<dyn Conn>>,
     /// Reply subjects are `_INBOX.harness.<n>`.
     next_reply: u64,
 }
@@ -590,43 +708,84 @@ impl NatsClient {
     /// Connects, sends CONNECT (headers and no-responders on) and waits for
     /// the PONG that proves the server took it.
     pub fn connect(port: u16) -> NatsClient {
-        let stream = TcpStream::connect(("127.0.0.1", port))
+        NatsClient::connect_with(port, &NatsLogin::default())
+    }
+
+    /// [`NatsClient::connect`], upgrading to TLS after the server's INFO
+    /// and sending the credentials of `login`.
+    pub fn connect_with(port: u16, login: &NatsLogin) -> NatsClient {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("connecting to nats-server on port {port}: {e}"));
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("socket timeout");
+        tcp.set_read_timeout(Some(TIMEOUT)).expect("socket timeout");
+        // The INFO line comes in the clear, even when the server wants TLS:
+        // read it a byte at a time so that nothing after it is taken.
+        let mut line = Vec::new();
+        while !line.ends_with(b"\r\n") {
+            let mut byte = [0u8; 1];
+            match tcp.read(&mut byte) {
+                Ok(1) => line.push(byte[0]),
+                other => panic!("reading INFO from nats-server: {other:?}"),
+            }
+        }
+        let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+        let info: Value = match line.strip_prefix("INFO ") {
+            Some(info) => serde_json::from_str(info).expect("INFO is JSON"),
+            None => panic!("expected INFO, got {line:?}"),
+        };
+        let conn: Box<dyn Conn> = match &login.ca {
+            None => Box::new(tcp),
+            Some(ca) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+                let tls = rustls::ClientConnection::new(tls_client_config(ca), name)
+                    .expect("a TLS client");
+                Box::new(rustls::StreamOwned::new(tls, tcp))
+            }
+        };
         let mut c = NatsClient {
-            writer: stream.try_clone().expect("cloning the socket"),
-            reader: BufReader::new(stream),
+            conn: BufReader::new(conn),
             next_reply: 0,
         };
-        let info = c.read_line();
-        assert!(info.starts_with("INFO "), "expected INFO, got {info:?}");
-        let connect = json!({
+        let mut connect = json!({
             "verbose": false, "pedantic": false, "lang": "rust", "version": "test",
             "name": "fifo-broker test client", "protocol": 1,
-            "headers": true, "no_responders": true,
+            "tls_required": login.ca.is_some(), "headers": true, "no_responders": true,
         });
+        if let Some(token) = &login.token {
+            connect["auth_token"] = json!(token);
+        }
+        if let Some((user, pass)) = &login.user_pass {
+            connect["user"] = json!(user);
+            connect["pass"] = json!(pass);
+        }
+        if let Some((jwt, seed)) = &login.jwt {
+            let nonce = info["nonce"].as_str().expect("a nonce in INFO");
+            let key = nkeys::KeyPair::from_seed(seed).expect("a user seed");
+            let sig = key.sign(nonce.as_bytes()).expect("signing the nonce");
+            connect["jwt"] = json!(jwt);
+            connect["sig"] = json!(data_encoding::BASE64URL_NOPAD.encode(&sig));
+        }
         c.send(format!("CONNECT {connect}\r\nSUB _INBOX.harness.* 1\r\nPING\r\n").as_bytes());
         loop {
             match c.read_line().as_str() {
                 "PONG" => return c,
                 "PING" => c.send(b"PONG\r\n"),
+                "+OK" => {}
                 other => panic!("expected PONG after CONNECT, got {other:?}"),
             }
         }
     }
 
     fn send(&mut self, bytes: &[u8]) {
-        self.writer
-            .write_all(bytes)
+        let conn = self.conn.get_mut();
+        conn.write_all(bytes)
+            .and_then(|()| conn.flush())
             .unwrap_or_else(|e| panic!("writing to nats-server: {e}"));
     }
 
     /// One control line, without `\r\n`.
     fn read_line(&mut self) -> String {
         let mut line = String::new();
-        match self.reader.read_line(&mut line) {
+        match self.conn.read_line(&mut line) {
             Ok(0) => panic!("nats-server closed the connection"),
             Ok(_) => line.trim_end_matches(['\r', '\n']).to_owned(),
             Err(e) => panic!("reading from nats-server (timeout {TIMEOUT:?}): {e}"),
@@ -635,7 +794,7 @@ impl NatsClient {
 
     fn read_exact(&mut self, n: usize) -> Vec<u8> {
         let mut buf = vec![0; n + 2];
-        self.reader
+        self.conn
             .read_exact(&mut buf)
             .unwrap_or_else(|e| panic!("reading a {n}-byte payload from nats-server: {e}"));
         assert_eq!(&buf[n..], b"\r\n", "payload not followed by CRLF");
