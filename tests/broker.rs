@@ -4651,6 +4651,24 @@ fn status_json_refuses_half_an_answer_with_69() {
 }
 
 #[test]
+fn status_reads_busy_even_when_the_close_resets_the_connection() {
+    let s = Setup::new("[inputs.a]\n");
+    fs::create_dir_all(&s.dir).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(s.dir.join(".control")).unwrap();
+    // As a daemon serving 16 clients: it says it is busy and closes without
+    // reading; the request already queued makes that close a reset.
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        thread::sleep(Duration::from_millis(200));
+        let _ = conn.write_all(b"busy: serving 16 status clients\n");
+    });
+    let out = status_run(&s, &[]);
+    join_within(server, TIMEOUT, "fake control socket");
+    out.assert_code(69, "status against a busy daemon");
+    assert!(out.stderr.contains("running but busy"), "{out}");
+}
+
+#[test]
 fn status_finds_the_daemon_after_an_edit_broke_the_config() {
     let mut d = Daemon::start("[inputs.a]\n");
     d.rewrite_config("[inputs.a]\nbogus = 1\n");

@@ -58,6 +58,9 @@ pub(crate) fn fetch(socket: &Path) -> Result<Vec<u8>> {
             Ok(0) => break,
             Ok(n) => answer.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A busy daemon says so and closes at once: if the request got
+            // there first, the close resets the connection after its words.
+            Err(_) if busy(&answer).is_some() => break,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && answer.is_empty() => {
                 return Err(unavailable(format!(
                     "cannot read the answer: {e} (a daemon serving its 16 status clients \
