@@ -3173,40 +3173,6 @@ fn check_rejects_a_regex_over_the_size_limit() {
     assert!(out.stderr.contains("too large"), "{}", out.stderr);
 }
 
-#[test]
-fn reload_changing_a_match_loses_and_duplicates_nothing_for_an_unfiltered_block_subscriber() {
-    const N: usize = 60_000;
-    let config = |pattern: &str| {
-        format!(
-            r#"
-[inputs.app]
-
-[subscribers.all]
-from = ["app"]
-when_full = "block"
-
-[subscribers.some]
-from = ["app"]
-match = "{pattern}"
-"#
-        )
-    };
-    let mut d = Daemon::start(&config("[02468]$"));
-    let all = Cat::on(&d, "all", "all");
-    d.attach("app", &[&all]);
-    let mut w = d.open_writer("app");
-    let writer = thread::spawn(move || write_numbered(&mut w, "n", N, 100));
-    for k in 0..6 {
-        let pattern = if k % 2 == 0 { "[13579]$" } else { "[02468]$" };
-        d.rewrite_config(&config(pattern));
-        d.signal(Signal::HUP);
-        d.wait_notify_n("READY=1", k + 2, TIMEOUT);
-    }
-    join_within(writer, Duration::from_secs(60), "writer during reloads");
-    let lines = wait_text_lines(&all, N, Duration::from_secs(30), "all");
-    assert_numbered(&lines, "n", N, "the unfiltered block subscriber");
-}
-
 // ---------------------------------------------------------------------------
 // servers_harness: self-tests of tests/util/servers.rs, the throwaway rsyslog
 // and nats-server that forward tests talk to. Each test skips, printing why,
@@ -5330,23 +5296,13 @@ fn metrics_file_is_written_after_activity_and_removed_at_stop() {
     assert_absent(&metrics, "after a clean stop");
 }
 
-#[test]
-fn status_watch_redraws_and_leaves_on_q() {
-    use std::process::{Command, Stdio};
-    let d = Daemon::start(STATUS_CONFIG);
-    let cfg = d.setup.config.to_str().unwrap().to_owned();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fifo-broker"))
-        .args(["status", "--watch", "--config", &cfg])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning status --watch");
-    d.write("alerts", b"one\n");
+/// Lets a running `status --watch` redraw for 2.5 s, presses `q` on its
+/// standard input, and returns how it exited and what it printed.
+fn watch_then_q(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
     thread::sleep(Duration::from_millis(2500));
     child.stdin.take().unwrap().write_all(b"q").unwrap();
     let started = Instant::now();
-    let out = loop {
+    let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
@@ -5356,13 +5312,30 @@ fn status_watch_redraws_and_leaves_on_q() {
         );
         thread::sleep(Duration::from_millis(20));
     };
-    let mut stdout = String::new();
+    let mut out = String::new();
     child
         .stdout
         .take()
         .unwrap()
-        .read_to_string(&mut stdout)
+        .read_to_string(&mut out)
         .unwrap();
+    (status, out)
+}
+
+#[test]
+fn status_watch_redraws_and_leaves_on_q() {
+    use std::process::{Command, Stdio};
+    let d = Daemon::start(STATUS_CONFIG);
+    let cfg = d.setup.config.to_str().unwrap().to_owned();
+    let child = Command::new(env!("CARGO_BIN_EXE_fifo-broker"))
+        .args(["status", "--watch", "--config", &cfg])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning status --watch");
+    d.write("alerts", b"one\n");
+    let (out, stdout) = watch_then_q(child);
     assert!(out.success(), "status --watch: {out:?}\n{stdout}");
     assert!(
         stdout.matches("OUT/s").count() >= 2,
@@ -5390,33 +5363,14 @@ fn status_watch_in_a_terminal_fits_the_window_and_gives_the_terminal_back() {
         env!("CARGO_BIN_EXE_fifo-broker"),
         d.setup.config.display()
     );
-    let mut child = Command::new(script)
+    let child = Command::new(script)
         .args(["-qfec", &inner, "/dev/null"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning script");
-    thread::sleep(Duration::from_millis(2500));
-    child.stdin.as_mut().unwrap().write_all(b"q").unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < TIMEOUT,
-            "status --watch did not leave on q"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let (status, out) = watch_then_q(child);
     assert!(
         status.success(),
         "status --watch in a pty: {status:?}\n{out:?}"
