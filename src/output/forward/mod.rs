@@ -128,6 +128,8 @@ pub(super) struct Wire {
     ends: VecDeque<usize>,
     /// End of the last message wholly sent.
     done: usize,
+    /// Counts `clear` and `rewind`, which move what offsets in `buf` mean.
+    epoch: u64,
 }
 
 impl Wire {
@@ -155,6 +157,7 @@ impl Wire {
     }
 
     pub(super) fn clear(&mut self) {
+        self.epoch += 1;
         self.buf.clear();
         self.sent = 0;
         self.done = 0;
@@ -164,12 +167,20 @@ impl Wire {
     /// After a failure: keeps the messages not wholly sent, from the start
     /// of the one that was cut.
     fn rewind(&mut self) {
+        self.epoch += 1;
         self.buf.drain(..self.done);
         for end in &mut self.ends {
             *end -= self.done;
         }
         self.sent = 0;
         self.done = 0;
+    }
+
+    /// Where `buf` ends now, if some of it is unsent. Equal to an earlier
+    /// answer only while the bytes before that end are not all sent and
+    /// nothing was appended after it.
+    pub(super) fn unsent_end(&self) -> Option<(u64, usize)> {
+        (!self.is_empty()).then_some((self.epoch, self.buf.len()))
     }
 
     /// The buffer to encode into.
@@ -785,5 +796,33 @@ impl Target for Forward {
             note.push_str(&format!(" acked={}", session.acked()));
         }
         note
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Wire;
+
+    #[test]
+    fn unsent_end_holds_only_while_that_end_is_pending_and_last() {
+        let mut wire = Wire::default();
+        assert_eq!(wire.unsent_end(), None, "nothing to send");
+        wire.buf().extend_from_slice(b"PONG\r\n");
+        let pong = wire.unsent_end();
+        assert!(pong.is_some());
+        wire.advance(2);
+        assert_eq!(wire.unsent_end(), pong, "partly sent: still answers");
+        // A message whose payload happens to end like a PONG is no PONG.
+        wire.buf()
+            .extend_from_slice(b"HPUB s r 12 16\r\nNATS/1.0\r\n\r\nPONG\r\n");
+        wire.end_message();
+        assert_ne!(wire.unsent_end(), pong, "appended after it");
+        let later = wire.unsent_end();
+        let len = wire.len();
+        wire.advance(len);
+        assert_eq!(wire.unsent_end(), None, "all sent");
+        let same = vec![b'x'; later.unwrap().1];
+        wire.buf().extend_from_slice(&same);
+        assert_ne!(wire.unsent_end(), later, "same length after a clear");
     }
 }

@@ -22,7 +22,7 @@ use super::{split_record, Wire};
 use crate::config::ForwardConfig;
 use crate::forward::nats::{
     encode_connect, encode_ping, encode_pong, parse, parse_ack, parse_info, printable, AckResult,
-    Auth, Connect, Creds, Publisher, ServerOp, MAX_INFO_LINE, MAX_PAYLOAD, PONG,
+    Auth, Connect, Creds, Publisher, ServerOp, MAX_INFO_LINE, MAX_PAYLOAD,
 };
 use crate::forward::url::{Endpoint, UrlAuth};
 use crate::output::Core;
@@ -82,6 +82,9 @@ pub(super) struct Session {
     in_flight: usize,
     /// Buffers of acknowledged messages, reused (none over `SPARE_BYTES`).
     spare: Vec<Vec<u8>>,
+    /// Where the last PONG put in `wire` ends (`Wire::mark`): while it is
+    /// the last thing there and unsent, it answers any further PING.
+    pong: Option<(u64, usize)>,
     /// The last sequence number used.
     seq: u64,
     /// Lines acknowledged.
@@ -110,6 +113,7 @@ impl Session {
             unacked: VecDeque::new(),
             in_flight: 0,
             spare: Vec::new(),
+            pong: None,
             seq: 0,
             acked: 0,
         })
@@ -214,8 +218,11 @@ impl Session {
             // One unsent PONG answers any number of PINGs (the server
             // only counts PINGs not answered since the last PONG), so a
             // server that sends PINGs and never reads cannot grow `wire`.
-            ServerOp::Ping if wire.pending().ends_with(PONG) => {}
-            ServerOp::Ping => encode_pong(wire.buf()),
+            ServerOp::Ping if self.pong.is_some() && self.pong == wire.unsent_end() => {}
+            ServerOp::Ping => {
+                encode_pong(wire.buf());
+                self.pong = wire.unsent_end();
+            }
             ServerOp::Pong if self.phase == Phase::Pong => {
                 self.phase = Phase::Ready;
                 self.resend(wire);
