@@ -663,20 +663,18 @@ fn index_of(systems: &[System], system: System) -> usize {
     systems.iter().position(|&s| s == system).unwrap()
 }
 
-fn throughput(args: &Args) {
-    let lines = args.lines.unwrap_or(LINES);
-    println!(
-        "\n## throughput: {lines} lines of {LINE} bytes in 64 KiB writes, 1 → {SUBSCRIBERS} FIFOs + 1 file"
-    );
-    let systems = &THROUGHPUT_SYSTEMS[..];
+/// `lines` sequence lines through `systems` (1 → [`SUBSCRIBERS`] FIFOs + 1
+/// file): an unreported warm-up round (the first system to run otherwise
+/// pays for cold caches and page faults the others do not), then
+/// `args.runs` measured rounds, systems alternating their order.
+fn warm_then_rounds(systems: &[System], args: &Args, lines: usize) -> Vec<Vec<Run>> {
     let data = sequence_data(lines);
-    // An unreported warm-up round: the first system to run otherwise pays
-    // for cold caches and page faults the others do not.
     let warm = lines / 10;
     // Not under a profiler: one spawn per system and run makes its counts.
     for &system in systems.iter().filter(|_| !profiling()) {
         let rig = start(system, SUBSCRIBERS);
-        let (readers, mut input) = connect(&rig, warm, Check::Sequence, Instant::now());
+        let plan = sequence_plan(system, SUBSCRIBERS, warm);
+        let (readers, mut input) = connect_each(&rig, &plan, Instant::now());
         input.write_all(&data[..warm * LINE]).unwrap();
         for r in readers {
             r.join().unwrap();
@@ -684,7 +682,7 @@ fn throughput(args: &Args) {
         drop(input);
         let _ = stop(rig, system);
     }
-    let results = rounds(systems, args.runs, |run, system| {
+    rounds(systems, args.runs, |run, system| {
         run_once(
             system,
             SUBSCRIBERS,
@@ -692,7 +690,16 @@ fn throughput(args: &Args) {
             lines,
             &format!("run {}", run + 1),
         )
-    });
+    })
+}
+
+fn throughput(args: &Args) {
+    let lines = args.lines.unwrap_or(LINES);
+    println!(
+        "\n## throughput: {lines} lines of {LINE} bytes in 64 KiB writes, 1 → {SUBSCRIBERS} FIFOs + 1 file"
+    );
+    let systems = &THROUGHPUT_SYSTEMS[..];
+    let results = warm_then_rounds(systems, args, lines);
     let (b, tee, multi) = (
         index_of(systems, System::Broker),
         index_of(systems, System::Tee),
@@ -746,29 +753,7 @@ fn filter(args: &Args) {
         Check::Tenth.of(lines)
     );
     let systems = &FILTER_SYSTEMS[..];
-    let data = sequence_data(lines);
-    // An unreported warm-up round, as in throughput.
-    let warm = lines / 10;
-    for &system in systems.iter().filter(|_| !profiling()) {
-        let rig = start(system, SUBSCRIBERS);
-        let plan = sequence_plan(system, SUBSCRIBERS, warm);
-        let (readers, mut input) = connect_each(&rig, &plan, Instant::now());
-        input.write_all(&data[..warm * LINE]).unwrap();
-        for r in readers {
-            r.join().unwrap();
-        }
-        drop(input);
-        let _ = stop(rig, system);
-    }
-    let results = rounds(systems, args.runs, |run, system| {
-        run_once(
-            system,
-            SUBSCRIBERS,
-            &data,
-            lines,
-            &format!("run {}", run + 1),
-        )
-    });
+    let results = warm_then_rounds(systems, args, lines);
     let (plain, filtered) = (
         index_of(systems, System::Broker),
         index_of(systems, System::BrokerFiltered),
