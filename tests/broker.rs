@@ -4859,16 +4859,8 @@ buffer_bytes = 65536
         "every status call was served: {v}"
     );
     assert_eq!(v["control"]["dropped"], 0, "{v}");
-    eventually(TIMEOUT, || {
-        let now = d.fd_count();
-        if now == fds {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected {fds} fds as before the status calls, got {now}: {:?}",
-                d.fd_targets()
-            ))
-        }
+    d.wait_fd_count(fds, || {
+        format!("as before the status calls: {:?}", d.fd_targets())
     });
 }
 
@@ -4922,17 +4914,7 @@ fn control_clients_that_never_read_or_send_garbage_are_dropped() {
         "drops are logged:\n{}",
         d.stderr()
     );
-    eventually(TIMEOUT, || {
-        let now = d.fd_count();
-        if now == fds {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected {fds} fds, got {now}: {:?}",
-                d.fd_targets()
-            ))
-        }
-    });
+    d.wait_fd_count(fds, || format!("{:?}", d.fd_targets()));
 }
 
 #[test]

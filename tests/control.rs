@@ -345,17 +345,12 @@ fn a_client_that_asks_and_never_reads_a_large_answer_is_dropped_and_the_daemon_k
         "exactly the client that never read is dropped: {}",
         after["control"]
     );
-    eventually(TIMEOUT, || {
-        let now = d.fd_count();
-        if now == fds {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected {fds} fds as before the client came, got {now}; besides the \
-                 filler inputs' FIFOs, before: {fds_before:?}, now: {:?}",
-                fd_summary(&d)
-            ))
-        }
+    d.wait_fd_count(fds, || {
+        format!(
+            "as before the client came; besides the filler inputs' FIFOs, before: \
+             {fds_before:?}, now: {:?}",
+            fd_summary(&d)
+        )
     });
 }
 

@@ -117,6 +117,15 @@ fn shown(lines: &[Vec<u8>]) -> Vec<String> {
         .collect()
 }
 
+/// [`shown`], less the `ERROR attach` lines written until the reader was
+/// attached.
+fn shown_after_attach(lines: &[Vec<u8>]) -> Vec<String> {
+    shown(lines)
+        .into_iter()
+        .skip_while(|l| l == "ERROR attach")
+        .collect()
+}
+
 /// Rewrites the config and sends SIGHUP; waits for the `n`th `READY=1`
 /// (counting the one from startup), which acknowledges the reload.
 fn reload(d: &mut Daemon, body: &str, n: usize) {
@@ -437,10 +446,7 @@ fn a_reload_changing_match_exclude_and_format_applies_to_the_next_lines() {
         file_lines(&sink)
     });
     for (what, lines) in [("subscriber sub", sub_lines), ("sink snk", sink_lines)] {
-        let got: Vec<String> = shown(&lines)
-            .into_iter()
-            .skip_while(|l| l == "ERROR attach")
-            .collect();
+        let got = shown_after_attach(&lines);
         assert!(
             got == want,
             "{what}: expected the old filter and format up to the reload and the new ones \
@@ -536,10 +542,7 @@ fn an_invalid_regex_in_a_reload_keeps_the_old_filter_running() {
         want.extend(selected);
         want.push(format!("{kind} {tag}-end"));
     }
-    let got: Vec<String> = shown(&lines)
-        .into_iter()
-        .skip_while(|l| l == "ERROR attach")
-        .collect();
+    let got = shown_after_attach(&lines);
     assert!(
         got == want,
         "expected ERROR lines before and after the failed reload, WARN lines after the \

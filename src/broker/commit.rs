@@ -51,6 +51,11 @@ impl Broker {
     /// Applies the output steps; returns the outputs' keys in config order.
     fn commit_outputs(&mut self, config: &Config, steps: Vec<Step<Fresh>>) -> Vec<usize> {
         self.fanout.reset_lanes();
+        // A new `pipe_bytes` for the subscribers kept (fresh ones get it as
+        // they attach).
+        let resize = config
+            .pipe_bytes
+            .filter(|_| self.world.pipe_bytes != config.pipe_bytes);
         let mut keys = Vec::with_capacity(steps.len());
         for (step, oc) in steps.into_iter().zip(&config.outputs) {
             let outputs = self.fanout.outputs_mut();
@@ -58,10 +63,8 @@ impl Broker {
             let key = match step {
                 Step::Keep(key) => {
                     outputs[key].reopen();
-                    if let Some(bytes) = config.pipe_bytes {
-                        if self.world.pipe_bytes != config.pipe_bytes {
-                            outputs[key].set_pipe_size(bytes);
-                        }
+                    if let Some(bytes) = resize {
+                        outputs[key].set_pipe_size(bytes);
                     }
                     key
                 }

@@ -564,6 +564,19 @@ impl Daemon {
         })
     }
 
+    /// Waits until the daemon holds `want` fds again; `detail` says what
+    /// it holds if it does not.
+    pub fn wait_fd_count(&self, want: usize, detail: impl Fn() -> String) {
+        eventually(TIMEOUT, || {
+            let now = self.fd_count();
+            if now == want {
+                Ok(())
+            } else {
+                Err(format!("expected {want} fds, got {now}; {}", detail()))
+            }
+        });
+    }
+
     /// Opens input `name` for writing. Fails rather than blocks if the daemon
     /// does not hold its read end.
     pub fn open_writer(&self, name: &str) -> File {
