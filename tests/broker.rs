@@ -875,7 +875,7 @@ from = ["alerts"]
     let settled_fds = || {
         d.write("alerts", b"settle\n");
         d.counters();
-        d.fd_count()
+        d.steady_fd_count()
     };
 
     for i in 0..10 {
@@ -2614,18 +2614,9 @@ fn fd_count_is_flat_after_twenty_reloads() {
     let mut d = Daemon::start(FDS_SMALL);
     let r = Cat::on(&d, "alerts.tail", "r");
     d.attach("alerts", &[&r]);
-    // The daemon opens a socket for each notification and closes it right
-    // after; take the least of a few samples so such a transient fd is not
-    // counted (a leaked fd shows in every sample).
     let settled_fds = |d: &Daemon| {
         d.counters();
-        (0..5)
-            .map(|_| {
-                thread::sleep(Duration::from_millis(20));
-                d.fd_count()
-            })
-            .min()
-            .expect("samples")
+        d.steady_fd_count()
     };
     let mut readies = 1;
     let mut reload = |d: &mut Daemon, body: &str| {
@@ -4836,7 +4827,7 @@ buffer_bytes = 65536
     let reader = Cat::on(&d, "alerts.block", "r");
     d.attach("alerts", &[&reader]);
     status_run(&d.setup, &[]).assert_code(0, "first status");
-    let fds = d.fd_count();
+    let fds = d.steady_fd_count();
     let path = d.path("alerts");
     let writer = thread::spawn(move || {
         let mut w = open_fifo_writer(&path);
@@ -4869,7 +4860,7 @@ fn control_clients_that_never_read_or_send_garbage_are_dropped() {
     let d = Daemon::start(STATUS_CONFIG);
     let tail = Cat::on(&d, "alerts.tail", "r");
     d.attach("alerts", &[&tail]);
-    let fds = d.fd_count();
+    let fds = d.steady_fd_count();
     let silent = control_connect(&d);
     let mut garbage = control_connect(&d);
     let flood = thread::spawn(move || {
@@ -5715,7 +5706,7 @@ fn emfile_while_readers_attach_is_counted_and_retried_without_spinning() {
     let d = Daemon::start(&body);
     // Room for 8 attached readers, beside the fds it holds and one spare
     // (the fresh read end an input opens before closing the old one).
-    let base = d.fd_count();
+    let base = d.steady_fd_count();
     prlimit_nofile(d.pid(), base + 9);
     let mut readers: Vec<Cat> = (0..SUBS)
         .map(|i| Cat::on(&d, &format!("s{i:02}"), "r"))

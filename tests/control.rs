@@ -186,27 +186,6 @@ fn keep_writing(
     })
 }
 
-/// The daemon's fd count once it holds still: reading /proc/PID/fd is not
-/// atomic, and an input reopened after its writer left (as after
-/// [`Daemon::attach`]'s probes) briefly has one fd more or, read at the
-/// wrong moment, one less.
-fn steady_fd_count(d: &Daemon) -> usize {
-    let mut last = (0, 0);
-    eventually(TIMEOUT, || {
-        let now = d.fd_count();
-        last = if now == last.0 {
-            (now, last.1 + 1)
-        } else {
-            (now, 1)
-        };
-        thread::sleep(Duration::from_millis(20));
-        match last.1 {
-            5.. => Ok(now),
-            _ => Err(format!("the daemon's fd count keeps changing (last {now})")),
-        }
-    })
-}
-
 /// What the daemon's fds point at, but for the filler inputs' FIFOs (for
 /// messages: they are most of its fds).
 fn fd_summary(d: &Daemon) -> Vec<String> {
@@ -229,7 +208,7 @@ fn a_client_that_asks_and_never_reads_a_large_answer_is_dropped_and_the_daemon_k
     let tail = Cat::on(&d, "tail", "r");
     d.attach("alerts", &[&tail]);
     let dropped_before = control_counter(&v, "dropped");
-    let fds = steady_fd_count(&d);
+    let fds = d.steady_fd_count();
     let fds_before = fd_summary(&d);
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -564,6 +564,28 @@ impl Daemon {
         })
     }
 
+    /// The daemon's fd count once it holds still: reading /proc/PID/fd is
+    /// not atomic, an input reopened after its writer left (as after
+    /// [`Daemon::attach`]'s probes) briefly has one fd more, and each
+    /// notification to systemd opens a socket for a moment. A leaked fd
+    /// shows in every sample; a transient one does not hold for five.
+    pub fn steady_fd_count(&self) -> usize {
+        let mut last = (0, 0);
+        eventually(TIMEOUT, || {
+            let now = self.fd_count();
+            last = if now == last.0 {
+                (now, last.1 + 1)
+            } else {
+                (now, 1)
+            };
+            thread::sleep(Duration::from_millis(20));
+            match last.1 {
+                5.. => Ok(now),
+                _ => Err(format!("the daemon's fd count keeps changing (last {now})")),
+            }
+        })
+    }
+
     /// Waits until the daemon holds `want` fds again; `detail` says what
     /// it holds if it does not.
     pub fn wait_fd_count(&self, want: usize, detail: impl Fn() -> String) {
