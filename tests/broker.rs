@@ -4185,9 +4185,11 @@ when_full = "block"
         let rss_before = rss_kib(d.pid());
         let flood = thread::spawn(move || {
             let pings = b"PING\r\n".repeat(1 << 16);
-            let until = Instant::now() + Duration::from_secs(4);
+            // 256 MiB, or what 20 s allow on a loaded machine (the daemon
+            // reads at most 1 MiB of replies per turn).
+            let until = Instant::now() + Duration::from_secs(20);
             let mut sent = 0usize;
-            while Instant::now() < until {
+            while sent < 256 << 20 && Instant::now() < until {
                 match fake.conn.write_all(&pings) {
                     Ok(()) => sent += pings.len(),
                     Err(_) => break,
